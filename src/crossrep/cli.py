@@ -1,0 +1,147 @@
+"""The `crossrep` command: run a job's stages, or one stage, check progress, write demo data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import CrossrepError
+
+EPILOG = """\
+examples:
+  crossrep run                                  the demo job end to end, locally (jobs/demo.yaml)
+  crossrep run jobs/paper.yaml --executor local the study's setup on this machine
+  crossrep run demo --set extract.batch_size=1 --set data.languages=[eng,deu,fra]
+  crossrep status demo                          complete / partial / failed / missing per shard
+  crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
+  crossrep demo-data runs/demo-data             write the demo FLEURS-layout data only
+
+JOB is a YAML file or the name of a bundled job (demo, paper); it defaults to demo.
+Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/.
+"""
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", default="demo", help="job YAML file or bundled job name (default: demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a job key, value read as YAML (repeatable), e.g. extract.batch_size=1")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="crossrep",
+        description="Compare how a multimodal model represents the same sentence across languages and across "
+                    "text and speech: extract pooled per-layer activations, score every language pair with "
+                    "SVCCA, draw the figures.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run stages (default all: extract, reduce, aggregate)",
+                       description="Run a job's stages through an executor. Completed shards are kept: "
+                                   "running again resumes where it stopped.")
+    _job_args(p)
+    p.add_argument("--executor", choices=("local", "debug"), help="override executor.kind")
+    p.add_argument("--stages", default="extract,reduce,aggregate",
+                   help="comma-separated subset of extract,reduce,aggregate")
+
+    p = sub.add_parser("plan", help="create the activation store and list the shards",
+                       description="Read the data's TSVs and the models' configs, create "
+                                   "<out>/activations.zarr with every shard group, and print the shard table "
+                                   "(index, model, modality, language). Run it once before `extract --shard`.")
+    _job_args(p)
+
+    p = sub.add_parser("extract", help="extract activations in this process",
+                       description="Extract shards in this process: all incomplete ones, or those given with "
+                                   "--shard (the store must exist: see `crossrep plan`).")
+    _job_args(p)
+    p.add_argument("--shard", type=int, action="append", metavar="I", help="shard index (repeatable)")
+
+    for name, text in (("reduce", "compute similarity.zarr from a complete activation store"),
+                       ("aggregate", "draw figures and tables from similarity.zarr")):
+        p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", in this process.")
+        _job_args(p)
+
+    p = sub.add_parser("status", help="show each shard: complete, partial, failed or missing")
+    _job_args(p)
+    p.add_argument("--all", action="store_true", help="list complete shards too")
+
+    p = sub.add_parser("demo-data", help="write the demo data (FLEURS layout) to DIR",
+                       description="Write a FLEURS-layout copy of crossrep's own parallel corpus, with speech "
+                                   "from espeak-ng where installed and a labelled synthetic signal elsewhere.")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--languages", default="all", help="comma-separated ISO codes or set names (default: all)")
+    p.add_argument("--sentences", type=int, default=48, help="sentences per language (2..48, default 48)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except CrossrepError as exc:
+        print(f"crossrep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("crossrep: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args) -> int:
+    from .config import load_job
+
+    if args.command == "demo-data":
+        from . import languages as langs
+        from .data.demo import write_demo
+
+        codes = langs.expand(args.languages.split(","), "--languages")
+        print(write_demo(args.dir, codes, sentences=args.sentences))
+        return 0
+    overrides = list(args.overrides)
+    if getattr(args, "executor", None):
+        overrides.append(f"executor.kind={args.executor}")
+    job = load_job(args.job, overrides)
+    if args.command == "run":
+        from .launch import STAGES, launcher
+
+        stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise CrossrepError(f"--stages: unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+        launcher(job).run(stages)
+        print(f"crossrep: done; results in {job.out}")
+        return 0
+    if args.command == "plan":
+        from .plan import create_store, shards
+
+        store = create_store(job)
+        print(f"# {store.path}")
+        for s in shards(job):
+            print(f"{s.index}\t{s.model}\t{s.modality}\t{s.lang}")
+        return 0
+    if args.command == "extract":
+        from .extract import run_all, run_task, write_resolved
+        from .plan import create_store
+
+        if args.shard:
+            return 0 if run_task(str(write_resolved(job)), args.shard) else 1
+        create_store(job)
+        run_all(job)
+        return 0
+    if args.command == "reduce":
+        from .reduce import run
+
+        print(run(job))
+        return 0
+    if args.command == "aggregate":
+        from .analysis.figures import run
+
+        print(run(job))
+        return 0
+    if args.command == "status":
+        from .status import render
+
+        text, ok = render(job, show_all=args.all)
+        print(text)
+        return 0 if ok else 1
+    raise AssertionError(args.command)

@@ -1,0 +1,346 @@
+"""Job specs: YAML validated once into typed, frozen dataclasses.
+
+Every error quotes the YAML key at fault (`models[0].points.text: ...`). Any key can be overridden from the
+command line with `--set key.path=value`, the value read as YAML (`--set data.languages=[eng,deu]`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import languages as langs
+from .errors import ConfigError
+
+MODALITIES = ("text", "speech")
+BUNDLED_JOBS = ("demo", "paper")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: Path  # a local FLEURS copy in the official layout
+    split: str  # train, dev or test
+    languages: tuple[str, ...]
+    crossmodal_sentences: int  # N: the first N sentence ids of each language (cross-modal)
+    crosslingual_sentences: int  # M: the first M ids shared by all languages of a model (cross-lingual)
+    seed: int  # picks one utterance per sentence id
+    demo: bool  # write demo data at `root` when it is missing
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str  # group name in the stores
+    adapter: str
+    checkpoint: str  # hub id, local path, or "tiny" for a small random model built locally
+    languages: tuple[str, ...]
+    crosslingual_sentences: int
+    points: dict[str, tuple[str, ...] | None]  # modality -> point names; None means every point
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    batch_size: int
+    chunk_size: int  # sentences per resumable unit (one Zarr shard)
+    dtype: str
+    device: str
+
+
+@dataclass(frozen=True)
+class SimilarityConfig:
+    variance: float  # share of variance kept by the SVD step of SVCCA
+    variance_mode: str  # "singular": sum of singular values (google/svcca's sum_threshold); "squared": of their squares
+    epsilon: float
+    baseline_repeats: int  # random-vector baselines per comparison
+    seed: int
+    workers: int  # Dask threads
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    kind: str  # local (subprocesses through submitit) or debug (in process)
+    workers: int  # extraction tasks running at once
+    timeout_min: int
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    out: Path
+    data: DataConfig
+    models: tuple[ModelConfig, ...]
+    extract: ExtractConfig
+    similarity: SimilarityConfig
+    executor: ExecutorConfig
+    source: str = field(default="", compare=False)
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"models: no model named {name!r} (have {', '.join(m.name for m in self.models)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved job as plain YAML-able data (absolute paths), as workers read it back."""
+        return {
+            "name": self.name,
+            "out": str(self.out),
+            "data": {
+                "root": str(self.data.root), "split": self.data.split, "languages": list(self.data.languages),
+                "crossmodal_sentences": self.data.crossmodal_sentences,
+                "crosslingual_sentences": self.data.crosslingual_sentences,
+                "seed": self.data.seed, "demo": self.data.demo,
+            },
+            "models": [
+                {
+                    "name": m.name, "adapter": m.adapter, "checkpoint": m.checkpoint,
+                    "languages": list(m.languages), "crosslingual_sentences": m.crosslingual_sentences,
+                    "points": {k: ("all" if v is None else list(v)) for k, v in m.points.items()},
+                }
+                for m in self.models
+            ],
+            "extract": vars(self.extract).copy(),
+            "similarity": vars(self.similarity).copy(),
+            "executor": vars(self.executor).copy(),
+        }
+
+
+# ---------------------------------------------------------------- reading YAML
+
+
+def resolve_job_path(spec: str | Path | None) -> tuple[str, str]:
+    """(text, where) for a job given as a path or as the name of a bundled job (default: demo)."""
+    spec = "demo" if spec is None else str(spec)
+    path = Path(spec)
+    if path.is_file():
+        return path.read_text(encoding="utf-8"), str(path)
+    name = spec[:-5] if spec.endswith(".yaml") and "/" not in spec else spec
+    if name in BUNDLED_JOBS:
+        res = importlib.resources.files("crossrep.jobs").joinpath(f"{name}.yaml")
+        return res.read_text(encoding="utf-8"), f"{name} (bundled jobs/{name}.yaml)"
+    raise ConfigError(f"job {spec!r}: no such file, and not a bundled job ({', '.join(BUNDLED_JOBS)})")
+
+
+def load_job(spec: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Job:
+    """Read a job spec (path or bundled name), apply `key=value` overrides, validate."""
+    text, where = resolve_job_path(spec)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a job spec is a mapping with keys {', '.join(_TOP)}")
+    for item in overrides:
+        apply_override(raw, item)
+    try:
+        return parse_job(raw, source=where)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Set `a.b.0.c=value` in the raw mapping; the value is parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. extract.batch_size=1")
+    key, _, value = item.partition("=")
+    parts = key.strip().split(".")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value is not valid YAML: {exc}") from None
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        here = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            node = node[_index(part, node, here)]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"--set {key}: {here} is a value, not a mapping or list")
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(last, node, key)] = parsed
+    elif isinstance(node, dict):
+        node[last] = parsed
+    else:
+        raise ConfigError(f"--set {key}: {'.'.join(parts[:-1])} is a value, not a mapping or list")
+
+
+def _index(part: str, node: list, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {key}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+# ---------------------------------------------------------------- validation
+
+_TOP = ("name", "out", "data", "models", "extract", "similarity", "executor")
+
+
+class _Section:
+    """Typed reads from one YAML mapping; errors quote `prefix.key`; leftovers are reported."""
+
+    def __init__(self, raw: Any, prefix: str, required: bool = True):
+        if raw is None and not required:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{prefix}: expected a mapping, got {type(raw).__name__}")
+        self.raw, self.prefix, self.seen = raw, prefix, set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def get(self, name: str, default: Any = ...) -> Any:
+        self.seen.add(name)
+        if name in self.raw and self.raw[name] is not None:
+            return self.raw[name]
+        if default is ...:
+            raise ConfigError(f"{self.key(name)}: missing (required)")
+        return default
+
+    def int(self, name: str, default: Any = ..., minimum: int = 0) -> int:
+        value = self.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{self.key(name)}: expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def float(self, name: str, default: Any = ..., low: float = 0.0, high: float = float("inf")) -> float:
+        value = self.get(name, default)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ConfigError(f"{self.key(name)}: expected a number in [{low}, {high}], got {value!r}")
+        return float(value)
+
+    def str(self, name: str, default: Any = ...) -> str:
+        value = self.get(name, default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self.key(name)}: expected a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(name, default)
+        if value not in choices:
+            raise ConfigError(f"{self.key(name)}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def bool(self, name: str, default: Any = ...) -> bool:
+        value = self.get(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.key(name)}: expected true or false, got {value!r}")
+        return value
+
+    def done(self) -> None:
+        extra = [k for k in self.raw if k not in self.seen]
+        if extra:
+            k = str(extra[0])
+            near = difflib.get_close_matches(k, sorted(self.seen), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f"; known keys: {', '.join(sorted(self.seen))}"
+            raise ConfigError(f"{self.key(k)}: unknown key{hint}")
+
+
+def parse_job(raw: dict, source: str = "") -> Job:
+    top = _Section(raw, "")
+    name = top.str("name")
+    out = _path(top, "out")
+
+    d = _Section(top.get("data"), "data")
+    data = DataConfig(
+        root=_path(d, "root"),
+        split=d.choice("split", ("train", "dev", "test"), "test"),
+        languages=langs.expand(d.get("languages"), "data.languages"),
+        crossmodal_sentences=d.int("crossmodal_sentences", minimum=2),
+        crosslingual_sentences=d.int("crosslingual_sentences", minimum=2),
+        seed=d.int("seed", 0),
+        demo=d.bool("demo", False),
+    )
+    d.done()
+
+    raw_models = top.get("models")
+    if not isinstance(raw_models, list) or not raw_models:
+        raise ConfigError("models: expected a non-empty list of models")
+    models = tuple(_parse_model(m, f"models[{i}]", data) for i, m in enumerate(raw_models))
+    names = [m.name for m in models]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"models: names must be unique, {dup[0]!r} appears twice")
+
+    e = _Section(top.get("extract", None), "extract", required=False)
+    extract = ExtractConfig(
+        batch_size=e.int("batch_size", 8, minimum=1),
+        chunk_size=e.int("chunk_size", 32, minimum=1),
+        dtype=e.choice("dtype", ("float32", "bfloat16", "float16"), "float32"),
+        device=e.choice("device", ("auto", "cpu", "cuda"), "auto"),
+    )
+    e.done()
+
+    s = _Section(top.get("similarity", None), "similarity", required=False)
+    similarity = SimilarityConfig(
+        variance=s.float("variance", 0.9, low=1e-6, high=1.0),
+        variance_mode=s.choice("variance_mode", ("singular", "squared"), "singular"),
+        epsilon=s.float("epsilon", 1e-10, low=0.0, high=1.0),
+        baseline_repeats=s.int("baseline_repeats", 5, minimum=1),
+        seed=s.int("seed", 0),
+        workers=s.int("workers", 2, minimum=1),
+    )
+    s.done()
+
+    x = _Section(top.get("executor", None), "executor", required=False)
+    executor = ExecutorConfig(
+        kind=x.choice("kind", ("local", "debug"), "local"),
+        workers=x.int("workers", 2, minimum=1),
+        timeout_min=x.int("timeout_min", 60, minimum=1),
+    )
+    x.done()
+    top.done()
+    return Job(name, out, data, models, extract, similarity, executor, source)
+
+
+def _path(section: _Section, name: str) -> Path:
+    """A path with `~` and `$VARS` expanded (an unset variable is an error), made absolute."""
+    value = section.str(name)
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise ConfigError(f"{section.key(name)}: {value!r} uses an environment variable that is not set")
+    return Path(expanded).expanduser().resolve()
+
+
+def _parse_model(raw: Any, prefix: str, data: DataConfig) -> ModelConfig:
+    from .models import ADAPTERS  # the registry names only; no model code is imported
+
+    m = _Section(raw, prefix)
+    name = m.str("name")
+    if "/" in name or name.startswith((".", "_")):
+        raise ConfigError(f"{prefix}.name: {name!r} cannot be a store group name (no '/', no leading '.' or '_')")
+    adapter = m.choice("adapter", tuple(ADAPTERS))
+    checkpoint = m.str("checkpoint")
+    languages = langs.expand(m.get("languages", list(data.languages)), f"{prefix}.languages")
+    missing = [code for code in languages if code not in data.languages]
+    if missing:
+        raise ConfigError(f"{prefix}.languages: {', '.join(missing)} not in data.languages")
+    if len(languages) < 2:
+        raise ConfigError(f"{prefix}.languages: cross-lingual comparison needs at least 2 languages")
+    m_sent = m.int("crosslingual_sentences", data.crosslingual_sentences, minimum=2)
+    p = _Section(m.get("points", {}), f"{prefix}.points")
+    points: dict[str, tuple[str, ...] | None] = {}
+    for modality in MODALITIES:
+        value = p.get(modality, "all")
+        if value == "all":
+            points[modality] = None
+        elif isinstance(value, list) and value:
+            points[modality] = tuple(str(v) for v in value)
+        else:
+            raise ConfigError(f"{p.key(modality)}: expected 'all' or a list of point names, got {value!r}")
+    p.done()
+    m.done()
+    return ModelConfig(name, adapter, checkpoint, languages, m_sent, points)

@@ -1,0 +1,83 @@
+"""Audio decoding for FLEURS clips: 16 kHz mono WAV, from a folder or a packed .tar.gz.
+
+crossrep refuses, rather than resamples, audio at another rate: FLEURS is 16 kHz, and a different rate means
+the copy is not what the job says it is.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from ..errors import DataError
+
+SAMPLE_RATE = 16_000
+
+
+def decode_wav(data: bytes | Path, where: str) -> np.ndarray:
+    """float32 samples of one mono 16 kHz clip; `where` names the file in errors."""
+    try:
+        with sf.SoundFile(io.BytesIO(data) if isinstance(data, bytes) else str(data)) as f:
+            rate, channels = f.samplerate, f.channels
+            samples = f.read(dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
+        raise DataError(f"{where}: unreadable audio ({exc})") from None
+    if rate != SAMPLE_RATE:
+        raise DataError(
+            f"{where}: sample rate {rate} Hz; crossrep reads FLEURS audio at {SAMPLE_RATE} Hz and does not "
+            f"resample (convert it, e.g. `sox IN.wav -r {SAMPLE_RATE} OUT.wav`)"
+        )
+    if channels != 1:
+        raise DataError(f"{where}: {channels} channels; FLEURS clips are mono")
+    if samples.size == 0:
+        raise DataError(f"{where}: no samples")
+    if not np.all(np.isfinite(samples)):
+        raise DataError(f"{where}: samples contain NaN or infinity")
+    return samples
+
+
+class AudioSource:
+    """Where a language's clips live: an extracted folder, or the packed `audio/<split>.tar.gz`."""
+
+    def __init__(self, lang_dir: Path, split: str):
+        self.candidates = [lang_dir / "audio" / split, lang_dir / split]
+        self.folder = next((c for c in self.candidates if c.is_dir()), None)
+        self.archive = lang_dir / "audio" / f"{split}.tar.gz"
+        if self.folder is None and not self.archive.is_file():
+            raise DataError(
+                f"{lang_dir}: no audio: looked for the folders {self.candidates[0]} and {self.candidates[1]} "
+                f"and the archive {self.archive}"
+            )
+
+    def read(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Decode the named clips (file names as in the TSV); every one must exist."""
+        if self.folder is not None:
+            out = {}
+            for name in names:
+                path = self.folder / name
+                if not path.is_file():
+                    raise DataError(f"{path}: missing audio file (listed in the TSV)")
+                out[name] = decode_wav(path, str(path))
+            return out
+        return self._read_archive(names)
+
+    def _read_archive(self, names: list[str]) -> dict[str, np.ndarray]:
+        wanted, out = set(names), {}
+        try:
+            with tarfile.open(self.archive, "r:gz") as tar:
+                for member in tar:
+                    base = member.name.rsplit("/", 1)[-1]
+                    if base in wanted and member.isfile() and base not in out:
+                        data = tar.extractfile(member).read()
+                        out[base] = decode_wav(data, f"{self.archive}:{member.name}")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataError(f"{self.archive}: unreadable archive ({exc})") from None
+        missing = sorted(wanted - set(out))
+        if missing:
+            raise DataError(f"{self.archive}: missing audio {', '.join(missing[:5])}"
+                            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        return out

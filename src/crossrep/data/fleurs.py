@@ -1,0 +1,125 @@
+"""A local FLEURS copy in the official layout, and the study's sentence selection.
+
+Layout: `<root>/<config>/<split>.tsv` (7 tab-separated columns, no header; the older release has 8, with a
+speaker id before the gender) and audio under `<root>/<config>/audio/<split>/`, `<root>/<config>/<split>/` or
+packed in `<root>/<config>/audio/<split>.tar.gz`. Several utterances (speakers) share one sentence id; one per id
+is kept, chosen with a fixed seed. The text of a sentence is that utterance's normalized transcription.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .. import languages as langs
+from ..errors import DataError
+from .audio import AudioSource
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: int
+    file: str
+    raw: str
+    text: str  # normalized transcription
+    n_samples: int
+    gender: str
+    speaker: str | None
+
+
+def read_tsv(path: Path) -> list[Utterance]:
+    """Parse one FLEURS TSV; every row must be well formed (errors give the line number)."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing FLEURS TSV")
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            cols = line.split("\t")
+            if len(cols) not in (7, 8):
+                raise DataError(f"{path}:{lineno}: expected 7 (or 8) tab-separated columns, found {len(cols)}")
+            try:
+                sid, n_samples = int(cols[0]), int(cols[5])
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: sentence id {cols[0]!r} and sample count {cols[5]!r} "
+                                f"must be integers") from None
+            if not cols[3].strip():
+                raise DataError(f"{path}:{lineno}: empty normalized transcription (sentence id {sid})")
+            if not cols[1].strip():
+                raise DataError(f"{path}:{lineno}: empty audio file name (sentence id {sid})")
+            rows.append(Utterance(sid, cols[1].strip(), cols[2], cols[3].strip(), n_samples, cols[-1],
+                                  cols[6] if len(cols) == 8 else None))
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+class FleursLanguage:
+    """One language of one split: its TSV, one utterance per sentence id, and its audio."""
+
+    def __init__(self, root: Path, iso: str, split: str, seed: int):
+        self.lang = langs.get(iso)
+        self.dir = root / self.lang.fleurs
+        self.split, self.seed = split, seed
+        self.tsv = self.dir / f"{split}.tsv"
+        if not self.dir.is_dir():
+            raise DataError(f"{self.dir}: missing folder for {iso} (FLEURS config {self.lang.fleurs})")
+
+    @cached_property
+    def sentences(self) -> dict[int, Utterance]:
+        """One utterance per sentence id, ascending ids; the choice depends only on seed and language."""
+        by_id: dict[int, list[Utterance]] = {}
+        for row in read_tsv(self.tsv):
+            by_id.setdefault(row.id, []).append(row)
+        rng = np.random.default_rng([self.seed, zlib.crc32(self.lang.iso.encode())])
+        chosen = {}
+        for sid in sorted(by_id):
+            rows = sorted(by_id[sid], key=lambda r: r.file)
+            chosen[sid] = rows[int(rng.integers(len(rows)))]
+        return chosen
+
+    def texts(self, ids: list[int]) -> list[str]:
+        return [self.sentences[i].text for i in ids]
+
+    def audio(self, ids: list[int]) -> list[np.ndarray]:
+        files = [self.sentences[i].file for i in ids]
+        decoded = AudioSource(self.dir, self.split).read(files)
+        return [decoded[f] for f in files]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which sentence ids a model's shards hold, and which each comparison uses."""
+
+    crossmodal: dict[str, tuple[int, ...]]  # language -> its first N ids
+    crosslingual: tuple[int, ...]  # the first M ids shared by all the model's languages
+
+    def shard_ids(self, iso: str) -> tuple[int, ...]:
+        """Ids stored for a language: both sets, ascending."""
+        return tuple(sorted(set(self.crossmodal[iso]) | set(self.crosslingual)))
+
+
+def select(corpus: dict[str, FleursLanguage], languages: tuple[str, ...], n: int, m: int, model: str) -> Selection:
+    """The study's selection: first N ids per language; first M ids common to all `languages`."""
+    crossmodal = {}
+    for iso in languages:
+        ids = sorted(corpus[iso].sentences)
+        if len(ids) < n:
+            raise DataError(f"{corpus[iso].tsv}: {iso} has {len(ids)} distinct sentence ids, fewer than "
+                            f"data.crossmodal_sentences = {n}")
+        crossmodal[iso] = tuple(ids[:n])
+    shared = set.intersection(*(set(corpus[iso].sentences) for iso in languages))
+    if len(shared) < m:
+        fewest = sorted(languages, key=lambda iso: len(corpus[iso].sentences))[:3]
+        raise DataError(
+            f"model {model}: its {len(languages)} languages share {len(shared)} sentence ids, fewer than "
+            f"crosslingual_sentences = {m} (fewest ids: "
+            + ", ".join(f"{iso} {len(corpus[iso].sentences)}" for iso in fewest) + ")"
+        )
+    return Selection(crossmodal, tuple(sorted(shared)[:m]))

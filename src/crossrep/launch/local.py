@@ -1,0 +1,56 @@
+"""Local backend: submitit's LocalExecutor (one subprocess per task) or DebugExecutor (in this process)."""
+
+from __future__ import annotations
+
+import os
+
+import submitit
+
+from ..extract import run_task
+from ..stages import aggregate_stage, reduce_stage
+from ..store import ActivationStore
+from .base import Launcher, StageFailed, follow
+
+
+class LocalLauncher(Launcher):
+    def __init__(self, job, debug: bool = False):
+        super().__init__(job)
+        self.debug = debug
+
+    def executor(self, name: str) -> submitit.AutoExecutor:
+        ex = submitit.AutoExecutor(folder=str(self.logs / "%j"), cluster="debug" if self.debug else "local")
+        ex.update_parameters(timeout_min=self.job.executor.timeout_min, name=f"crossrep-{self.job.name}-{name}")
+        return ex
+
+    def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
+        workers = 1 if self.debug else min(self.job.executor.workers, len(indices))
+        groups = [indices[w::workers] for w in range(workers)]
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ex = self.executor("extract")
+        jobs = ex.map_array(run_task, [job_file] * workers, groups, [threads] * workers)
+        if self.debug:
+            _results(jobs, "extract")
+            return
+        follow(store, self.job, indices, lambda: not all(j.done() for j in jobs))
+        _results(jobs, "extract")
+
+    def single(self, stage: str, job_file: str) -> None:
+        fn = {"reduce": reduce_stage, "aggregate": aggregate_stage}[stage]
+        job = self.executor(stage).submit(fn, job_file)
+        _results([job], stage)
+
+
+def _results(jobs, stage: str) -> None:
+    failures = []
+    for j in jobs:
+        try:
+            j.result()
+        except Exception as exc:  # submitit wraps the task's exception with its traceback
+            failures.append(f"task {j.job_id}: {_last_line(exc)} (log: {j.paths.stderr})")
+    if failures:
+        raise StageFailed(f"stage {stage}: {len(failures)} of {len(jobs)} tasks failed:\n  " + "\n  ".join(failures))
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,17 @@
+"""Model adapters: one small interface per model family, looked up by the name a job gives.
+
+The registry maps names to import paths so that reading a job never imports model code.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+ADAPTERS = {
+    "seamless_m4t_v2": "crossrep.models.seamless:SeamlessM4Tv2Adapter",
+}
+
+
+def adapter_class(name: str):
+    module, _, cls = ADAPTERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

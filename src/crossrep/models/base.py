@@ -1,0 +1,109 @@
+"""The adapter interface: which points a model offers per modality, and one pooled vector per sentence and point."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class Point:
+    """A place in the model whose activations are pooled: name (as in the job), width, depth (for plots)."""
+
+    name: str
+    width: int
+    depth: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the store and the reduction need to know of a model, read from its config alone."""
+
+    checkpoint: str  # what was loaded: a hub id or a local path
+    points: dict[str, tuple[Point, ...]]  # modality -> points in model order
+    pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
+    languages: dict[str, frozenset[str] | None]  # modality -> ISO codes it can take (None: any)
+
+    def check_language(self, model: str, iso: str, modality: str) -> None:
+        known = self.languages[modality]
+        if known is not None and iso not in known:
+            raise ModelError(f"model {model} ({self.checkpoint}) has no {modality} support for {iso}; "
+                             f"it knows {', '.join(sorted(known))}")
+
+    def select(self, model: str, modality: str, names: tuple[str, ...] | None) -> tuple[Point, ...]:
+        offered = self.points[modality]
+        if names is None:
+            return offered
+        by_name = {p.name: p for p in offered}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ModelError(f"model {model}: {modality} has no point {unknown[0]!r}; it offers "
+                             f"{', '.join(by_name)}")
+        return tuple(by_name[n] for n in names)
+
+
+class Adapter(ABC):
+    """A loaded model: `embed` maps a batch of sentences to {point: (batch, width) float32}."""
+
+    @classmethod
+    @abstractmethod
+    def resolve(cls, checkpoint: str, cache: Path) -> str:
+        """The hub id or local path to load; builds the small random model for `checkpoint: tiny`."""
+
+    @classmethod
+    @abstractmethod
+    def spec(cls, checkpoint: str) -> ModelSpec:
+        """Points, pairs and languages from the (resolved) checkpoint's config, without loading weights."""
+
+    @abstractmethod
+    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Mean-pooled activations: text `inputs` are strings, speech `inputs` are 16 kHz float32 arrays."""
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("extract.device is cuda but no GPU is visible (CUDA_VISIBLE_DEVICES, driver?)")
+    return torch.device(device)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Mean over each sequence's valid positions, computed in float64: (batch, time, dim) -> (batch, dim)."""
+    h = hidden.detach().to(torch.float64)
+    m = mask.to(device=h.device, dtype=torch.float64).unsqueeze(-1)
+    count = m.sum(dim=1)
+    if bool((count == 0).any()):
+        raise ModelError("a sequence has no valid positions to pool over")
+    return (h * m).sum(dim=1).div(count).cpu().numpy()
+
+
+class Recorder:
+    """Forward hooks that keep module inputs or outputs for one forward pass, in registration order."""
+
+    def __init__(self):
+        self.values: dict[str, torch.Tensor] = {}
+        self.handles = []
+
+    def output(self, module: torch.nn.Module, name: str) -> None:
+        def hook(_mod, _args, out):
+            self.values[name] = out[0] if isinstance(out, tuple) else out
+
+        self.handles.append(module.register_forward_hook(hook))
+
+    def input(self, module: torch.nn.Module, name: str) -> None:
+        def hook(_mod, args, kwargs):
+            self.values[name] = args[0] if args else kwargs["hidden_states"]
+
+        self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles.clear()

@@ -1,0 +1,217 @@
+"""SeamlessM4T v2 through transformers: its text encoder and its speech encoder (conformer + length adaptor).
+
+Points. Text: "in" (scaled token embeddings plus positions, the input of layer 1), "1".."L" (each encoder
+layer's raw output), "out" (after the encoder's final LayerNorm: what transformers 4.x reported as the last
+hidden state). Speech: "in" (the stacked 160-dim filterbank features the encoder receives), "1".."L" (each
+conformer layer), "out" (after the conformer's final LayerNorm), "len" (after the length adaptor and the
+inner LayerNorm, subsampled 8x: pooled over its own mask). Each point is pooled over its own valid positions.
+
+Batched and one-at-a-time extraction agree: besides the masks transformers applies, padded frames are zeroed
+before each adaptor layer, whose strided convolution would otherwise mix padding into the last valid frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ModelError
+from .base import Adapter, ModelSpec, Point, Recorder, masked_mean, pick_device
+
+HUB_ID = "facebook/seamless-m4t-v2-large"
+TINY_SEED = 1234
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def lang_token(code: str) -> str:
+    return f"__{code}__"
+
+
+class SeamlessM4Tv2Adapter(Adapter):
+    def __init__(self, checkpoint: str, device: str = "auto", dtype: str = "float32"):
+        from transformers import AutoTokenizer, SeamlessM4TFeatureExtractor, SeamlessM4Tv2Model
+
+        self.device = pick_device(device)
+        self.checkpoint = checkpoint
+        try:
+            model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=_DTYPES[dtype])
+            self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+            self.features = SeamlessM4TFeatureExtractor.from_pretrained(checkpoint)
+        except OSError as exc:
+            raise ModelError(f"cannot load SeamlessM4T v2 from {checkpoint!r}: {exc}") from None
+        # Only the two encoders are analysed; the decoders, text-to-unit model and vocoder are dropped.
+        self.text_encoder = model.text_encoder.to(self.device).eval()
+        self.speech_encoder = model.speech_encoder.to(self.device).eval()
+        self.dtype = _DTYPES[dtype]
+        self.lang_ids = _lang_tokens(self.tokenizer)
+        del model
+
+    # ------------------------------------------------------------------ spec
+
+    @classmethod
+    def resolve(cls, checkpoint: str, cache: Path) -> str:
+        if checkpoint != "tiny":
+            return checkpoint
+        path = cache / "tiny-seamless_m4t_v2"
+        if not (path / "crossrep-tiny.json").is_file():
+            build_tiny(path)
+        return str(path)
+
+    @classmethod
+    def spec(cls, checkpoint: str) -> ModelSpec:
+        from transformers import AutoConfig, AutoTokenizer
+
+        try:
+            cfg = AutoConfig.from_pretrained(checkpoint)
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        except OSError as exc:
+            raise ModelError(f"cannot read the SeamlessM4T v2 config or tokenizer at {checkpoint!r}: {exc}") from None
+        if cfg.model_type != "seamless_m4t_v2":
+            raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not seamless_m4t_v2")
+        width, n_text, n_speech = cfg.hidden_size, cfg.encoder_layers, cfg.speech_encoder_layers
+        text = ([Point("in", width, 0.0)] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
+                + [Point("out", width, n_text + 0.5)])
+        speech = ([Point("in", cfg.feature_projection_input_dim, 0.0)]
+                  + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
+                  + [Point("out", width, n_speech + 0.5)])
+        if cfg.add_adapter:
+            speech.append(Point("len", width, n_speech + 1.0))
+        common = [p.name for p in text if p.name in {q.name for q in speech}]
+        pairs = [(name, name, name) for name in common]
+        if cfg.add_adapter:
+            pairs.append(("len", "out", "len"))
+        return ModelSpec(
+            checkpoint=checkpoint,
+            points={"text": tuple(text), "speech": tuple(speech)},
+            pairs=tuple(pairs),
+            languages={"text": frozenset(_lang_tokens(tokenizer)), "speech": None},
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    @torch.inference_mode()
+    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
+        if modality == "text":
+            return self._text(iso, inputs, points)
+        return self._speech(inputs, points)
+
+    def _text(self, iso: str, texts: list[str], points: tuple[str, ...]) -> dict[str, np.ndarray]:
+        from .. import languages as langs
+
+        code = langs.get(iso).seamless
+        if code not in self.lang_ids:
+            raise ModelError(f"{self.checkpoint}: the tokenizer has no language token {lang_token(code)} for {iso}")
+        self.tokenizer.src_lang = code
+        enc = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
+        rec = Recorder()
+        layers = self.text_encoder.layers
+        rec.input(layers[0], "in")
+        for i, layer in enumerate(layers, 1):
+            rec.output(layer, str(i))
+        try:
+            out = self.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        finally:
+            rec.remove()
+        rec.values["out"] = out.last_hidden_state
+        return {p: masked_mean(rec.values[p], enc["attention_mask"]) for p in points}
+
+    def _speech(self, waves: list[np.ndarray], points: tuple[str, ...]) -> dict[str, np.ndarray]:
+        feats = self.features(waves, sampling_rate=16_000, padding=True, return_tensors="pt")
+        x = feats["input_features"].to(self.device, self.dtype)
+        mask = feats["attention_mask"].to(self.device)
+        enc = self.speech_encoder
+        rec = Recorder()
+        for i, layer in enumerate(enc.encoder.layers, 1):
+            rec.output(layer, str(i))
+        rec.output(enc.encoder, "out")
+        lengths = mask.sum(dim=1)
+        masks = {"in": mask}
+        handles = []
+        if enc.adapter is not None:
+            for layer in enc.adapter.layers:
+                handles.append(layer.register_forward_pre_hook(_zero_padding(lengths), with_kwargs=True))
+                lengths = _subsampled(layer, lengths)
+        try:
+            out = enc(input_features=x, attention_mask=mask)
+        finally:
+            rec.remove()
+            for h in handles:
+                h.remove()
+        values = dict(rec.values, **{"in": x, "len": out.last_hidden_state})
+        if enc.adapter is not None:
+            t = out.last_hidden_state.shape[1]
+            masks["len"] = (torch.arange(t, device=self.device)[None, :] < lengths[:, None]).long()
+        return {p: masked_mean(values[p], masks.get(p, mask)) for p in points}
+
+
+def _subsampled(layer, lengths: torch.Tensor) -> torch.Tensor:
+    """Valid frames after one adaptor layer, as transformers computes them."""
+    pad = layer.kernel_size // 2
+    return torch.div(lengths + 2 * pad - layer.kernel_size, layer.stride, rounding_mode="floor") + 1
+
+
+def _zero_padding(lengths: torch.Tensor):
+    def hook(_mod, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
+        hidden = hidden.masked_fill(~valid[..., None], 0.0)
+        return ((hidden,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=hidden))
+
+    return hook
+
+
+def _lang_tokens(tokenizer) -> set[str]:
+    vocab = tokenizer.get_vocab()
+    return {tok[2:-2] for tok in vocab if tok.startswith("__") and tok.endswith("__") and len(tok) > 4}
+
+
+# ---------------------------------------------------------------------- tiny random model
+
+
+def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int = TINY_SEED,
+               hidden: int = 64, layers: int = 4) -> Path:
+    """Write a small random SeamlessM4T v2 checkpoint (config, weights, tokenizer, feature extractor) to `path`.
+
+    It loads through the same `from_pretrained` code as the real model. The tokenizer is character-level over
+    the demo corpus, with a language token for each of `languages` (default: all 36).
+    """
+    from transformers import (SeamlessM4TFeatureExtractor, SeamlessM4TTokenizer, SeamlessM4Tv2Config,
+                              SeamlessM4Tv2Model)
+
+    from .. import languages as langs
+    from ..data.demo import corpus
+
+    codes = [langs.get(iso).seamless for iso in (languages or langs.LANGUAGES)]
+    chars = sorted({ch for lines in corpus().values() for line in lines for ch in line if not ch.isspace()})
+    vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
+    for token in ["▁"] + chars + [lang_token(c) for c in codes]:
+        vocab.setdefault(token, len(vocab))
+    tokenizer = SeamlessM4TTokenizer(vocab=vocab, merges=[], src_lang=codes[0], tgt_lang=codes[0],
+                                     additional_special_tokens=[lang_token(c) for c in codes])
+    heads, ffn = 4, 2 * hidden
+    cfg = SeamlessM4Tv2Config(
+        vocab_size=len(vocab), t2u_vocab_size=32, char_vocab_size=32, hidden_size=hidden,
+        encoder_layers=layers, decoder_layers=1, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        encoder_attention_heads=heads, decoder_attention_heads=heads,
+        speech_encoder_layers=layers, speech_encoder_attention_heads=heads, speech_encoder_intermediate_size=ffn,
+        t2u_encoder_layers=1, t2u_decoder_layers=1, t2u_encoder_ffn_dim=32, t2u_decoder_ffn_dim=32,
+        t2u_encoder_attention_heads=2, t2u_decoder_attention_heads=2, unit_embed_dim=16,
+        upsample_initial_channel=16, upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4],
+        resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]], variance_predictor_kernel_size=3,
+        lang_embed_dim=4, spkr_embed_dim=4, vocoder_num_langs=2, vocoder_num_spkrs=2,
+        unit_hifi_gan_vocab_size=20, max_position_embeddings=1024, t2u_max_position_embeddings=64,
+        conv_depthwise_kernel_size=7, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+    )
+    torch.manual_seed(seed)
+    model = SeamlessM4Tv2Model(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    SeamlessM4TFeatureExtractor().save_pretrained(path)
+    (path / "crossrep-tiny.json").write_text(json.dumps(
+        {"what": "small random SeamlessM4T v2 built by crossrep for demos and tests; not a trained model",
+         "seed": seed, "hidden": hidden, "layers": layers, "languages": codes}, indent=1))
+    return path

@@ -1,0 +1,187 @@
+"""The reduction stage: SVCCA for every language pair and point, in parallel with Dask, into similarity.zarr.
+
+Families, per model and point: `text` and `speech` (cross-lingual, every pair of languages, on the first M
+shared sentence ids), `text_speech` (text of one language against speech of every language, diagonal included,
+on the same M ids) and `crossmodal` (text against speech of one language on its first N ids). Each family has
+a random-vector baseline of the same sizes. Results go to `<out>/similarity.zarr` (one xarray Dataset per model
+group) and `<out>/similarity.csv`, `<out>/baseline.csv`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import dask
+import numpy as np
+import xarray as xr
+
+from . import languages as langs
+from .config import Job
+from .errors import StoreError
+from .plan import shards as all_shards
+from .store import ActivationStore, Shard
+from .svcca import random_baseline, reduced_basis, score
+
+FILENAME = "similarity.zarr"
+FAMILIES = ("text", "speech", "text_speech", "crossmodal")
+
+
+def check_complete(job: Job, store: ActivationStore) -> None:
+    """Refuse to reduce an incomplete store, naming every shard that is not complete."""
+    bad = [st for st in (store.state(s) for s in all_shards(job)) if st.status != "complete"]
+    if bad:
+        listed = ", ".join(f"{st.shard.index}:{st.shard.key} ({st.status})" for st in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise StoreError(f"{store.path}: {len(bad)} shards are not complete: {listed}{more}; "
+                         f"run `crossrep status` and `crossrep extract` (or `resume`) first")
+
+
+class _Reader:
+    """Reads one model's activations at given ids, and turns them into SVCCA bases."""
+
+    def __init__(self, job: Job, store: ActivationStore, model: str):
+        self.job, self.store, self.model = job, store, model
+        self.sim = job.similarity
+
+    def basis(self, modality: str, lang: str, point: str, ids: list[int]):
+        x = self.store.read(Shard(-1, self.model, modality, lang), point, ids)
+        return reduced_basis(x, self.sim.variance, self.sim.epsilon, self.sim.variance_mode)
+
+    def matrix(self, modality_a: str, point_a: str, modality_b: str, point_b: str, languages, ids) -> np.ndarray:
+        a = [self.basis(modality_a, lang, point_a, ids) for lang in languages]
+        if (modality_a, point_a) == (modality_b, point_b):
+            out = np.full((len(a), len(a)), np.nan)
+            for i in range(len(a)):
+                for j in range(i + 1, len(a)):
+                    out[i, j] = out[j, i] = score(a[i], a[j])
+            return out
+        b = [self.basis(modality_b, lang, point_b, ids) for lang in languages]
+        return np.array([[score(x, y) for y in b] for x in a])
+
+    def crossmodal(self, text_point: str, speech_point: str, languages, ids_by_lang) -> np.ndarray:
+        return np.array([score(self.basis("text", lang, text_point, ids_by_lang[lang]),
+                               self.basis("speech", lang, speech_point, ids_by_lang[lang]))
+                         for lang in languages])
+
+    def baseline(self, family: str, label: str, n: int, width_a: int, width_b: int) -> np.ndarray:
+        seed = zlib.crc32(f"{self.sim.seed}/{self.model}/{family}/{label}".encode())
+        return random_baseline(n, width_a, width_b, self.sim.baseline_repeats, seed, self.sim.variance,
+                               self.sim.epsilon, self.sim.variance_mode)
+
+
+def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
+    """The lazy computations of one model, run on Dask's threaded scheduler, as an xarray Dataset."""
+    attrs = store.model_attrs(model)
+    reader = _Reader(job, store, model)
+    languages = attrs["languages"]
+    cl_ids, cm_ids = attrs["crosslingual_ids"], attrs["crossmodal_ids"]
+    tp = attrs["points"]["text"]
+    sp = attrs["points"]["speech"]
+    width = {("text", p["name"]): p["width"] for p in tp} | {("speech", p["name"]): p["width"] for p in sp}
+    pairs = attrs["pairs"]
+    m, n = len(cl_ids), len(next(iter(cm_ids.values())))
+    d = dask.delayed
+    tasks = {
+        "text": [d(reader.matrix)("text", p["name"], "text", p["name"], languages, cl_ids) for p in tp],
+        "speech": [d(reader.matrix)("speech", p["name"], "speech", p["name"], languages, cl_ids) for p in sp],
+        "text_speech": [d(reader.matrix)("text", t, "speech", s, languages, cl_ids) for _, t, s in pairs],
+        "crossmodal": [d(reader.crossmodal)(t, s, languages, cm_ids) for _, t, s in pairs],
+        "baseline_text": [d(reader.baseline)("text", p["name"], m, p["width"], p["width"]) for p in tp],
+        "baseline_speech": [d(reader.baseline)("speech", p["name"], m, p["width"], p["width"]) for p in sp],
+        "baseline_text_speech": [d(reader.baseline)("text_speech", lbl, m, width["text", t], width["speech", s])
+                                 for lbl, t, s in pairs],
+        "baseline_crossmodal": [d(reader.baseline)("crossmodal", lbl, n, width["text", t], width["speech", s])
+                                for lbl, t, s in pairs],
+    }
+    from dask.diagnostics import ProgressBar
+
+    with ProgressBar(minimum=2.0):
+        (results,) = dask.compute(tasks, scheduler="threads", num_workers=job.similarity.workers)
+    stack = {k: np.stack(v) if v else np.empty((0,)) for k, v in results.items()}
+    lang_info = [langs.get(code) for code in languages]
+    ds = xr.Dataset(
+        {
+            "text": (("text_point", "lang_a", "lang_b"), stack["text"]),
+            "speech": (("speech_point", "lang_a", "lang_b"), stack["speech"]),
+            "text_speech": (("pair", "lang_a", "lang_b"), stack["text_speech"].reshape(len(pairs), *([len(languages)] * 2))),
+            "crossmodal": (("pair", "lang"), stack["crossmodal"].reshape(len(pairs), len(languages))),
+            "baseline_text": (("text_point", "repeat"), stack["baseline_text"]),
+            "baseline_speech": (("speech_point", "repeat"), stack["baseline_speech"]),
+            "baseline_text_speech": (("pair", "repeat"), stack["baseline_text_speech"].reshape(len(pairs), -1)),
+            "baseline_crossmodal": (("pair", "repeat"), stack["baseline_crossmodal"].reshape(len(pairs), -1)),
+        },
+        coords={
+            "lang": languages, "lang_a": languages, "lang_b": languages,
+            "level": ("lang", [x.level for x in lang_info]),
+            "family": ("lang", [x.family for x in lang_info]),
+            "text_point": [p["name"] for p in tp], "text_depth": ("text_point", [p["depth"] for p in tp]),
+            "speech_point": [p["name"] for p in sp], "speech_depth": ("speech_point", [p["depth"] for p in sp]),
+            "pair": [lbl for lbl, _, _ in pairs],
+            "pair_text_point": ("pair", [t for _, t, _ in pairs]),
+            "pair_speech_point": ("pair", [s for _, _, s in pairs]),
+            "pair_depth": ("pair", [next(p["depth"] for p in sp if p["name"] == s) for _, _, s in pairs]),
+            "repeat": np.arange(job.similarity.baseline_repeats),
+        },
+        attrs={
+            "model": model, "adapter": attrs["adapter"], "checkpoint": attrs["checkpoint"], "measure": "svcca",
+            "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
+            "epsilon": job.similarity.epsilon, "crosslingual_sentences": m, "crossmodal_sentences": n,
+            "description": "text/speech: cross-lingual SVCCA (lang_a vs lang_b, same modality, diagonal NaN); "
+                           "text_speech: text of lang_a vs speech of lang_b; crossmodal: text vs speech of one "
+                           "language; baseline_*: SVCCA of random normal arrays of the same sizes",
+        },
+    )
+    return ds
+
+
+def run(job: Job) -> Path:
+    """Reduce a complete activation store into `<out>/similarity.zarr` and the CSV tables."""
+    store = ActivationStore(job.out)
+    check_complete(job, store)
+    datasets = {m.name: model_dataset(job, store, m.name) for m in job.models}
+    target = job.out / FILENAME
+    tmp = job.out / (FILENAME + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, ds in datasets.items():
+        ds.to_zarr(tmp, group=name, mode="w", zarr_format=3, consolidated=False)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    write_tables(datasets, job.out)
+    return target
+
+
+def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
+    rows, base = [], []
+    for model, ds in datasets.items():
+        for family, dim in (("text", "text_point"), ("speech", "speech_point"), ("text_speech", "pair")):
+            for point in ds[dim].values:
+                mat = ds[family].sel({dim: point}).values
+                for i, a in enumerate(ds.lang_a.values):
+                    for j, b in enumerate(ds.lang_b.values):
+                        if family != "text_speech" and j <= i:
+                            continue
+                        rows.append((model, family, point, a, b, mat[i, j]))
+            base_var = ds[f"baseline_{family}"]
+            for point in ds[dim].values:
+                v = base_var.sel({dim: point}).values
+                base.append((model, family, point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
+        for point in ds.pair.values:
+            for lang, value in zip(ds.lang.values, ds.crossmodal.sel(pair=point).values):
+                rows.append((model, "crossmodal", point, lang, lang, value))
+            v = ds.baseline_crossmodal.sel(pair=point).values
+            base.append((model, "crossmodal", point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
+    with open(out / "similarity.csv", "w", encoding="utf-8") as f:
+        f.write("model,family,point,lang_a,lang_b,svcca\n")
+        f.writelines(f"{m},{fam},{p},{a},{b},{v:.8f}\n" for m, fam, p, a, b, v in rows)
+    with open(out / "baseline.csv", "w", encoding="utf-8") as f:
+        f.write("model,family,point,mean,std\n")
+        f.writelines(f"{m},{fam},{p},{mu:.8f},{sd:.8f}\n" for m, fam, p, mu, sd in base)
+
+
+def open_similarity(out: Path, model: str) -> xr.Dataset:
+    path = Path(out) / FILENAME
+    if not path.is_dir():
+        raise StoreError(f"{path}: no similarity store (run the reduce stage first)")
+    return xr.open_zarr(path, group=model, consolidated=False, zarr_format=3)

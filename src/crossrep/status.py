@@ -1,0 +1,33 @@
+"""`crossrep status`: per shard, complete, partial (chunks done of total), failed (with its error) or missing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .config import Job
+from .errors import StoreError
+from .plan import shards
+from .store import FILENAME, ActivationStore
+
+
+def render(job: Job, show_all: bool = False) -> tuple[str, bool]:
+    """The status table as text, and whether every shard is complete."""
+    table = shards(job)
+    try:
+        store = ActivationStore(job.out)
+        states = [store.state(s) for s in table]
+    except StoreError:
+        return (f"{job.out / FILENAME}: not created yet; all {len(table)} shards missing "
+                f"(start with `crossrep run` or `crossrep plan`)"), False
+    counts = Counter(st.status for st in states)
+    lines = [f"{job.out / FILENAME}: " + ", ".join(f"{counts[k]} {k}" for k in
+                                                   ("complete", "partial", "failed", "missing") if counts[k])]
+    lines.append(f"{'shard':>5}  {'model/modality/lang':<32} {'status':<9} chunks")
+    for st in states:
+        if st.status == "complete" and not show_all:
+            continue
+        line = f"{st.shard.index:>5}  {st.shard.key:<32} {st.status:<9} {len(st.chunks_done)}/{st.n_chunks}"
+        if st.error:
+            line += f"  error: {st.error}"
+        lines.append(line)
+    return "\n".join(lines), counts["complete"] == len(table)

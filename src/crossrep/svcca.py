@@ -1,0 +1,91 @@
+"""SVCCA as the study computed it with google/svcca, in a form that scores many pairs cheaply.
+
+google/svcca's recipe, for activations of n sentences: centre each feature, SVD, keep the top k directions
+that explain `variance` of the total, then CCA (`cca_core.get_cca_similarity`: covariances rescaled by their
+largest entry, directions whose rescaled variance is below `epsilon` dropped, `epsilon` added to the diagonal,
+whitened cross-covariance, SVD); the score is the mean of all min(kx, ky) canonical correlations.
+
+After the SVD step the kept directions are uncorrelated, so the CCA reduces exactly to the singular values of
+Bx^T By, where B holds the kept left singular vectors (n x k), each scaled by r / sqrt(r^2 + epsilon) with r
+the singular value relative to the largest. One basis per representation serves every pair it is in.
+
+`variance_mode` says what "explains `variance`" sums: "singular" (the singular values, as google/svcca's own
+`sum_threshold` does; the default) or "squared" (their squares, the variance proper). k is the smallest count
+whose cumulative share reaches `variance`. A representation with no variance at all scores 0, as in
+google/svcca. Everything is computed in float64; arrays may be NumPy or CuPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODES = ("singular", "squared")
+
+
+def array_module(a):
+    """numpy, or cupy for a CuPy array."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def reduced_basis(x, variance: float = 0.9, epsilon: float = 1e-10, mode: str = "singular"):
+    """The scaled orthonormal basis (n x k) that stands for `x` (n sentences x d features) in SVCCA."""
+    if mode not in MODES:
+        raise ValueError(f"variance_mode must be one of {MODES}, got {mode!r}")
+    xp = array_module(x)
+    x = xp.asarray(x, dtype=xp.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"expected a (sentences x features) array with at least 2 sentences, got {x.shape}")
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError("activations contain NaN or infinity")
+    x = x - x.mean(axis=0, keepdims=True)
+    u, s, _ = xp.linalg.svd(x, full_matrices=False)
+    if float(s[0]) == 0.0:
+        return u[:, :0]
+    energy = s if mode == "singular" else s * s
+    share = xp.cumsum(energy) / energy.sum()
+    k = min(int(xp.argmax(share >= variance)) + 1 if bool((share >= variance).any()) else len(s), len(s))
+    r = s[:k] / s[0]
+    keep = r * r >= epsilon
+    r = r[keep]
+    return u[:, :k][:, keep] * (r / xp.sqrt(r * r + epsilon))
+
+
+def score(bx, by) -> float:
+    """Mean canonical correlation of two bases from `reduced_basis`."""
+    if bx.shape[1] == 0 or by.shape[1] == 0:
+        return 0.0
+    xp = array_module(bx)
+    return float(xp.linalg.svd(bx.T @ by, compute_uv=False).mean())
+
+
+def svcca(x, y, variance: float = 0.9, epsilon: float = 1e-10, mode: str = "singular") -> float:
+    """SVCCA similarity of two (sentences x features) arrays with the same sentences in the same order."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"SVCCA needs the same sentences on both sides: {x.shape[0]} vs {y.shape[0]} rows")
+    return score(reduced_basis(x, variance, epsilon, mode), reduced_basis(y, variance, epsilon, mode))
+
+
+def svcca_matrix(xs: list, ys: list | None = None, variance: float = 0.9, epsilon: float = 1e-10,
+                 mode: str = "singular") -> np.ndarray:
+    """All pairs: `xs` against itself (symmetric, diagonal NaN) or against `ys` (every (i, j))."""
+    bx = [reduced_basis(x, variance, epsilon, mode) for x in xs]
+    if ys is None:
+        out = np.full((len(xs), len(xs)), np.nan)
+        for i in range(len(xs)):
+            for j in range(i + 1, len(xs)):
+                out[i, j] = out[j, i] = score(bx[i], bx[j])
+        return out
+    by = [reduced_basis(y, variance, epsilon, mode) for y in ys]
+    return np.array([[score(a, b) for b in by] for a in bx])
+
+
+def random_baseline(n: int, width_x: int, width_y: int, repeats: int, seed: int, variance: float = 0.9,
+                    epsilon: float = 1e-10, mode: str = "singular") -> np.ndarray:
+    """SVCCA of independent standard-normal arrays of the compared sizes, `repeats` times."""
+    rng = np.random.default_rng(seed)
+    return np.array([svcca(rng.standard_normal((n, width_x)), rng.standard_normal((n, width_y)),
+                           variance, epsilon, mode) for _ in range(repeats)])

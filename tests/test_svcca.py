@@ -1,0 +1,97 @@
+"""crossrep.svcca against a literal implementation of google/svcca's algorithm, on varied data."""
+
+import numpy as np
+import pytest
+
+from crossrep.svcca import random_baseline, reduced_basis, svcca, svcca_matrix
+from reference_svcca import reference_svcca
+
+
+def _data(kind, rng):
+    n = 60
+    if kind == "fewer_features":
+        x = rng.standard_normal((n, 12)); y = x @ rng.standard_normal((12, 20)) + 0.5 * rng.standard_normal((n, 20))
+    elif kind == "more_features":
+        x = rng.standard_normal((n, 150)); y = np.tanh(x[:, :90] @ rng.standard_normal((90, 200)))
+    elif kind == "rank_deficient":
+        z = rng.standard_normal((n, 5))
+        x = z @ rng.standard_normal((5, 40)); y = z[:, :3] @ rng.standard_normal((3, 30)) + 0.1 * rng.standard_normal((n, 30))
+    elif kind == "constant_features":
+        x = rng.standard_normal((n, 25)); x[:, [0, 7, 13]] = 3.0
+        y = x[:, :18] * 2 + rng.standard_normal((n, 18)); y[:, 4] = -1.0
+    elif kind == "different_widths":
+        x = rng.standard_normal((n, 8)); y = np.hstack([x, rng.standard_normal((n, 40))])
+    elif kind == "scaled_offsets":
+        x = 1e3 * rng.standard_normal((n, 16)) + 50; y = 1e-3 * (x @ rng.standard_normal((16, 16))) - 7
+    return x, y
+
+
+KINDS = ["fewer_features", "more_features", "rank_deficient", "constant_features", "different_widths",
+         "scaled_offsets"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["singular", "squared"])
+@pytest.mark.parametrize("variance", [0.9, 0.99])
+def test_svcca_matches_reference(kind, mode, variance):
+    x, y = _data(kind, np.random.default_rng(KINDS.index(kind)))
+    ours = svcca(x, y, variance=variance, mode=mode)
+    ref = reference_svcca(x, y, variance=variance, mode=mode)
+    assert abs(ours - ref) <= 1e-6, (ours, ref)
+    assert 0.0 <= ours <= 1.0 + 1e-9
+
+
+def test_identical_and_affine_invariance():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((80, 10))
+    assert svcca(x, x) == pytest.approx(1.0, abs=1e-9)
+    a = rng.standard_normal((10, 10))
+    # CCA is invariant to invertible affine maps; the SVD step is not, so keep all directions here
+    assert svcca(x, x @ a + 4.0, variance=1.0) == pytest.approx(1.0, abs=1e-6)  # epsilon shrinks weak directions
+
+
+def test_modes_differ_and_keep_fewer_directions_with_singular_values():
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((100, 30)) * np.linspace(3, 0.1, 30)
+    k_singular = reduced_basis(x, 0.9, mode="singular").shape[1]
+    k_squared = reduced_basis(x, 0.9, mode="squared").shape[1]
+    assert k_squared < k_singular  # squares concentrate the energy in the top directions
+
+
+def test_constant_representation_scores_zero_like_google():
+    x = np.ones((30, 5)); y = np.random.default_rng(0).standard_normal((30, 5))
+    assert svcca(x, y) == 0.0
+
+
+def test_bad_input_errors():
+    x = np.zeros((10, 3)); x[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        svcca(x, np.ones((10, 3)))
+    with pytest.raises(ValueError, match="same sentences"):
+        svcca(np.ones((10, 3)), np.ones((9, 3)))
+    with pytest.raises(ValueError, match="variance_mode"):
+        svcca(np.ones((10, 3)), np.ones((10, 3)), mode="cubed")
+
+
+def test_matrix_equals_pairwise():
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((40, w)) for w in (10, 30, 50)]
+    ys = [x[:, :5] @ rng.standard_normal((5, 12)) + rng.standard_normal((40, 12)) for x in xs]
+    sym = svcca_matrix(xs)
+    assert np.isnan(np.diag(sym)).all()
+    for i in range(3):
+        for j in range(3):
+            if i != j:
+                assert sym[i, j] == pytest.approx(reference_svcca(xs[i], xs[j]), abs=1e-6)
+    cross = svcca_matrix(xs, ys)
+    for i in range(3):
+        for j in range(3):
+            assert cross[i, j] == pytest.approx(reference_svcca(xs[i], ys[j]), abs=1e-6)
+
+
+def test_random_baseline_is_deterministic_and_below_related_data():
+    a = random_baseline(60, 16, 16, 3, seed=1)
+    assert np.array_equal(a, random_baseline(60, 16, 16, 3, seed=1))
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((60, 16))
+    assert svcca(x, x @ rng.standard_normal((16, 16)) + 0.1 * rng.standard_normal((60, 16))) > a.max()
