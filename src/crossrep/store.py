@@ -78,10 +78,10 @@ class ActivationStore:
         path = Path(out) / FILENAME
         if (path / "zarr.json").is_file():
             store = cls(out, mode="r+")
-            old = store.root.attrs.get("crossrep", {}).get("plan")
+            old = store.plan
             if old != plan:
-                diff = sorted(k for k in set(old or {}) | set(plan) if (old or {}).get(k) != plan.get(k))
-                raise StoreError(f"{path}: made by a different job (differs in {', '.join(diff) or 'layout'}); "
+                diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+                raise StoreError(f"{path}: made by a different job (differs in {', '.join(diff)}); "
                                  f"use another `out` folder or delete this store")
             return store
         store = cls(out, mode="w")

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small demo FLEURS copy, a tiny random SeamlessM4T v2, and job files built on them."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+LANGS = ["eng", "deu", "fra", "khm"]  # khm has no espeak-ng voice: synthetic audio
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    from crossrep.data.demo import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("data") / "demo", tuple(LANGS), sentences=24, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> Path:
+    from crossrep.models.seamless import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
+    job = yaml.safe_load((REPO / "jobs" / "demo.yaml").read_text())
+    job = copy.deepcopy(job)
+    job["out"] = str(out)
+    job["data"].update(root=str(root), demo=False, languages=LANGS, crossmodal_sentences=16,
+                       crosslingual_sentences=12)
+    job["models"][0]["checkpoint"] = str(checkpoint)
+    job["extract"].update(batch_size=4, chunk_size=8)
+    job["similarity"].update(baseline_repeats=2)
+    for key, value in changes.items():
+        node = job
+        *path, last = key.split(".")
+        for part in path:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[last] = value
+    return job
+
+
+@pytest.fixture
+def make_job(tmp_path, demo_root, tiny):
+    """Write a job YAML (the demo job on the small data and tiny model) and return its path."""
+
+    def make(name: str = "job", **changes) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(job_dict(tmp_path / name, demo_root, tiny, **changes)))
+        return path
+
+    return make

@@ -1,0 +1,82 @@
+"""Job specs: defaults, overrides from the command line, and errors that quote the YAML key."""
+
+import pytest
+import yaml
+
+from crossrep.config import apply_override, load_job
+from crossrep.errors import ConfigError
+
+
+def test_bundled_jobs_load():
+    demo = load_job("demo")
+    assert demo.name == "demo" and len(demo.data.languages) == 30 and demo.models[0].checkpoint == "tiny"
+    assert demo.models[0].points == {"text": None, "speech": None}
+
+
+def test_paper_job_spells_out_the_study(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLEURS_ROOT", str(tmp_path / "fleurs"))
+    monkeypatch.setenv("CROSSREP_OUT", str(tmp_path / "out"))
+    job = load_job("paper")
+    assert job.data.crossmodal_sentences == 251 and job.data.crosslingual_sentences == 194
+    assert len(job.data.languages) == 36 and job.data.split == "test" and job.data.root == tmp_path / "fleurs"
+    seamless = job.model("seamless")
+    assert seamless.checkpoint == "facebook/seamless-m4t-v2-large" and len(seamless.languages) == 30
+    assert seamless.points["text"][:4] == ("in", "1", "2", "4") and seamless.points["speech"][-1] == "len"
+    assert job.similarity.variance == 0.9 and job.similarity.epsilon == 1e-10
+
+
+def test_paper_job_names_unset_environment_variable(monkeypatch):
+    monkeypatch.delenv("CROSSREP_OUT", raising=False)
+    with pytest.raises(ConfigError, match=r"out: '\$\{CROSSREP_OUT\}/paper' uses an environment variable"):
+        load_job("paper")
+
+
+def test_overrides_are_yaml_values():
+    job = load_job("demo", ["extract.batch_size=1", "data.languages=[eng,deu]", "models.0.checkpoint=/x/y",
+                            "similarity.epsilon=1e-6"])
+    assert job.extract.batch_size == 1 and job.data.languages == ("eng", "deu")
+    assert job.models[0].checkpoint == "/x/y" and job.models[0].languages == ("eng", "deu")
+    assert job.similarity.epsilon == 1e-6
+
+
+@pytest.mark.parametrize("override, message", [
+    ("extract.batch_size=0", r"extract.batch_size: expected an integer >= 1, got 0"),
+    ("extract.batchsize=4", r"extract.batchsize: unknown key \(did you mean 'batch_size'\?\)"),
+    ("data.languages=[eng,xx]", r"data.languages: unknown language 'xx'"),
+    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, got 'sonarr'"),
+    ("models.0.languages=[eng,amh,asm]", r"models\[0\].languages: asm not in data.languages"),
+    ("models.0.points.text=layer3", r"models\[0\].points.text: expected 'all' or a list"),
+    ("similarity.variance=1.5", r"similarity.variance: expected a number in \[1e-06, 1.0\], got 1.5"),
+    ("similarity.variance_mode=cubic", r"similarity.variance_mode: expected one of singular, squared"),
+    ("executor.kind=cloud", r"executor.kind: expected one of local, debug, got 'cloud'"),
+    ("data.crossmodal_sentences=many", r"data.crossmodal_sentences: expected an integer >= 2"),
+])
+def test_errors_quote_the_key(override, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_job("demo", [override])
+    assert str(info.value).startswith("demo (bundled jobs/demo.yaml): ")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nout: o\ndata: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        load_job(bad)
+    bad.write_text(yaml.safe_dump({"name": "x", "out": "o", "models": []}))
+    with pytest.raises(ConfigError, match=r"bad.yaml: data: missing \(required\)"):
+        load_job(bad)
+    with pytest.raises(ConfigError, match=r"job 'nope.yaml': no such file, and not a bundled job"):
+        load_job("nope.yaml")
+
+
+def test_duplicate_model_names_and_bad_override_syntax():
+    raw = yaml.safe_load(open(__file__.replace("tests/test_config.py", "jobs/demo.yaml")))
+    raw["models"].append(dict(raw["models"][0]))
+    from crossrep.config import parse_job
+
+    with pytest.raises(ConfigError, match=r"models: names must be unique, 'seamless' appears twice"):
+        parse_job(raw)
+    with pytest.raises(ConfigError, match=r"expected KEY=VALUE"):
+        apply_override(raw, "extract.batch_size")
+    with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 2"):
+        apply_override(raw, "models.7.name=x")

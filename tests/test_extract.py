@@ -1,0 +1,114 @@
+"""Extraction: batched equals one at a time, resume after SIGKILL is byte-identical, bad models fail clearly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from safetensors.torch import load_file, save_file
+
+from crossrep.config import load_job
+from crossrep.errors import ModelError
+from crossrep.extract import ShardFailures, run_all, run_task, write_resolved
+from crossrep.plan import create_store, shards
+from crossrep.store import ActivationStore
+from helpers import tree_bytes
+
+
+def _extract(job_file):
+    job = load_job(job_file)
+    create_store(job, progress=False)
+    run_all(job, progress=False)
+    return job
+
+
+def test_batched_equals_one_at_a_time(make_job):
+    batched = _extract(make_job("batched", **{"extract.batch_size": 8}))
+    single = _extract(make_job("single", **{"extract.batch_size": 1}))
+    a, b = ActivationStore(batched.out), ActivationStore(single.out)
+    worst = {}
+    for shard in shards(batched):
+        for point in a.group(shard).attrs["points"]:
+            x, y = a.read(shard, point), b.read(shard, point)
+            rel = np.abs(x - y).max() / np.abs(y).max()
+            worst[shard.modality] = max(worst.get(shard.modality, 0.0), rel)
+    assert set(worst) == {"text", "speech"}
+    assert worst["text"] <= 1e-5 and worst["speech"] <= 1e-5, worst
+
+
+def test_sigkill_then_resume_is_byte_identical(make_job):
+    changes = {"extract.batch_size": 1, "extract.chunk_size": 1, "data.languages": ["deu", "eng"]}
+    reference = _extract(make_job("reference", **changes))
+    job = load_job(make_job("killed", **changes))
+    create_store(job, progress=False)
+    job_file = write_resolved(job)
+    speech = next(s for s in shards(job) if s.modality == "speech" and s.lang == "deu")
+    store = ActivationStore(job.out)
+    proc = subprocess.Popen([sys.executable, "-m", "crossrep", "extract", str(job_file), "--shard",
+                             str(speech.index)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if len(store.state(speech).chunks_done) >= 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the extraction ended before it could be killed"
+    state = store.state(speech)
+    assert state.status == "partial" and 3 <= len(state.chunks_done) < state.n_chunks
+    group = job.out / "activations.zarr" / speech.key
+    done_files = {p: p.stat().st_mtime_ns for c in state.chunks_done for p in group.glob(f"*/c/{c}/0")}
+    assert len(done_files) == len(state.chunks_done) * 7  # one shard file per point and chunk
+    run_task(str(job_file), [speech.index], progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in done_files.items()), "complete chunks were recomputed"
+    run_all(job, progress=False)
+    assert tree_bytes(job.out / "activations.zarr") == tree_bytes(reference.out / "activations.zarr")
+
+
+def test_nan_activation_is_reported_with_point_and_sentence(make_job, tiny, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in tiny.iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    weights = load_file(broken / "model.safetensors")
+    key = next(k for k in weights if k.startswith("text_encoder.layers.1.") and k.endswith("fc1.weight"))
+    weights[key][0, 0] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    job = load_job(make_job("nan", **{"models.0.checkpoint": str(broken), "data.languages": ["eng", "deu"]}))
+    create_store(job, progress=False)
+    with pytest.raises(ShardFailures, match=r"seamless/text/eng: NaN or infinite activation at point '2' for "
+                                            r"sentence id \d+"):
+        run_all(job, progress=False)
+    store = ActivationStore(job.out)
+    states = {s.key: store.state(s) for s in shards(job)}
+    assert states["seamless/text/eng"].status == "failed"
+    assert "point '2'" in states["seamless/text/eng"].error
+    assert states["seamless/speech/eng"].status == "complete"  # other shards still ran
+
+
+def test_model_lacking_a_language_is_refused_at_planning(make_job, tmp_path):
+    from crossrep.models.seamless import build_tiny
+
+    narrow = build_tiny(tmp_path / "narrow", languages=("eng", "deu"))
+    job = load_job(make_job("narrow", **{"models.0.checkpoint": str(narrow)}))
+    with pytest.raises(ModelError, match=r"model seamless \(.*narrow\) has no text support for fra; it knows "
+                                         r"deu, eng"):
+        create_store(job, progress=False)
+    assert not (job.out / "activations.zarr").exists()
+
+
+def test_store_refuses_a_different_job(make_job):
+    path = make_job("a")
+    create_store(load_job(path), progress=False)
+    other = load_job(path, ["data.crossmodal_sentences=15"])
+    from crossrep.errors import StoreError
+
+    with pytest.raises(StoreError, match=r"made by a different job \(differs in data\)"):
+        create_store(other, progress=False)
+    g = zarr.open_group(str(other.out / "activations.zarr"), mode="r")
+    assert g["seamless/text/eng"].attrs["chunks_done"] == []

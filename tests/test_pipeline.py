@@ -1,0 +1,108 @@
+"""The demo pipeline end to end on small data: extract, reduce, aggregate, through both local executors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from crossrep.config import load_job
+from crossrep.launch import launcher
+from crossrep.store import ActivationStore, Shard
+from helpers import tree_bytes
+from reference_svcca import reference_svcca
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory, demo_root, tiny):
+    import yaml
+
+    from conftest import job_dict
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    path = tmp / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{"executor.kind": "debug"})))
+    job = load_job(path)
+    launcher(job).run()
+    return job
+
+
+def test_outputs_exist_and_are_labelled(debug_run):
+    out = debug_run.out
+    for name in ("fig2_crossmodal", "fig3_crosslingual", "fig5_last_layer"):
+        for ext in ("png", "pdf", "csv"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+    ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
+    langs = ["eng", "deu", "fra", "khm"]
+    assert list(ds.lang.values) == langs and list(ds.lang_a.values) == langs
+    assert list(ds.text_point.values) == ["in", "1", "2", "3", "4", "out"]
+    assert list(ds.speech_point.values) == ["in", "1", "2", "3", "4", "out", "len"]
+    assert list(ds.pair.values) == ["in", "1", "2", "3", "4", "out", "len"]
+    assert ds.crossmodal.shape == (7, 4) and ds.text_speech.shape == (7, 4, 4)
+    text = ds.text.values
+    assert np.isnan(text[:, range(4), range(4)]).all()
+    assert np.allclose(text, np.swapaxes(text, 1, 2), equal_nan=True)
+    assert ds.attrs["variance"] == 0.9 and ds.attrs["crosslingual_sentences"] == 12
+    lines = (out / "similarity.csv").read_text().splitlines()
+    # text 6 points x 6 pairs + speech 7 x 6 + text_speech 7 x 16 + crossmodal 7 x 4
+    assert len(lines) - 1 == 36 + 42 + 112 + 28
+    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 6 + 7 + 7 + 7
+
+
+def test_similarity_equals_reference_on_stored_activations(debug_run):
+    out = debug_run.out
+    store = ActivationStore(out)
+    ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
+    attrs = store.model_attrs("seamless")
+    cl = attrs["crosslingual_ids"]
+    x = store.read(Shard(-1, "seamless", "text", "eng"), "2", cl)
+    y = store.read(Shard(-1, "seamless", "text", "khm"), "2", cl)
+    assert float(ds.text.sel(text_point="2", lang_a="eng", lang_b="khm")) == pytest.approx(
+        reference_svcca(x, y), abs=1e-6)
+    s = store.read(Shard(-1, "seamless", "speech", "fra"), "len", cl)
+    t = store.read(Shard(-1, "seamless", "text", "deu"), "out", cl)
+    assert float(ds.text_speech.sel(pair="len", lang_a="deu", lang_b="fra")) == pytest.approx(
+        reference_svcca(t, s), abs=1e-6)
+    cm = attrs["crossmodal_ids"]["deu"]
+    t = store.read(Shard(-1, "seamless", "text", "deu"), "3", cm)
+    s = store.read(Shard(-1, "seamless", "speech", "deu"), "3", cm)
+    assert float(ds.crossmodal.sel(pair="3", lang="deu")) == pytest.approx(reference_svcca(t, s), abs=1e-6)
+    base = ds.baseline_crossmodal.sel(pair="len").values
+    assert base.shape == (2,) and np.all((base > 0) & (base < 1))
+
+
+def test_activation_store_is_plain_zarr_and_xarray(debug_run):
+    path = debug_run.out / "activations.zarr"
+    g = zarr.open_group(str(path), mode="r")
+    shard = g["seamless/speech/khm"]
+    ids = shard["sentence"][:]
+    assert np.all(np.diff(ids) > 0)
+    assert shard["len"].shape == (len(ids), 64) and shard["in"].shape == (len(ids), 160)
+    assert shard.attrs["complete"] is True and shard.attrs["chunks_done"] == list(range(shard.attrs["n_chunks"]))
+    assert shard["len"].shards == (8, 64)
+    ds = xr.open_zarr(path, group="seamless/text/eng", consolidated=False)
+    assert list(ds["sentence"].values) == list(g["seamless/text/eng/sentence"][:])
+    assert ds["out"].dims == ("sentence", "feature_out")
+    assert np.isfinite(ds["out"].values).all()
+
+
+def test_local_executor_gives_identical_stores(debug_run, tmp_path, demo_root, tiny):
+    import yaml
+
+    from conftest import job_dict
+
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny,
+                                            **{"executor.kind": "local", "executor.workers": 2})))
+    proc = subprocess.run([sys.executable, "-m", "crossrep", "run", str(path)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "results in" in proc.stdout
+    assert tree_bytes(tmp_path / "local" / "activations.zarr") == tree_bytes(debug_run.out / "activations.zarr")
+    a = xr.open_zarr(tmp_path / "local" / "similarity.zarr", group="seamless", consolidated=False)
+    b = xr.open_zarr(debug_run.out / "similarity.zarr", group="seamless", consolidated=False)
+    xr.testing.assert_identical(a.load(), b.load())
+    logs = list((tmp_path / "local" / "logs").rglob("*_log.err"))
+    assert logs, "submitit logs go under the run's folder"
