@@ -113,14 +113,15 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             "baseline_crossmodal": (("pair", "repeat"), stack["baseline_crossmodal"].reshape(len(pairs), -1)),
         },
         coords={
-            "lang": languages, "lang_a": languages, "lang_b": languages,
-            "level": ("lang", [x.level for x in lang_info]),
-            "family": ("lang", [x.family for x in lang_info]),
-            "text_point": [p["name"] for p in tp], "text_depth": ("text_point", [p["depth"] for p in tp]),
-            "speech_point": [p["name"] for p in sp], "speech_depth": ("speech_point", [p["depth"] for p in sp]),
-            "pair": [lbl for lbl, _, _ in pairs],
-            "pair_text_point": ("pair", [t for _, t, _ in pairs]),
-            "pair_speech_point": ("pair", [s for _, _, s in pairs]),
+            "lang": _str(languages), "lang_a": _str(languages), "lang_b": _str(languages),
+            "level": ("lang", _str([x.level for x in lang_info])),
+            "family": ("lang", _str([x.family for x in lang_info])),
+            "text_point": _str([p["name"] for p in tp]), "text_depth": ("text_point", [p["depth"] for p in tp]),
+            "speech_point": _str([p["name"] for p in sp]),
+            "speech_depth": ("speech_point", [p["depth"] for p in sp]),
+            "pair": _str([lbl for lbl, _, _ in pairs]),
+            "pair_text_point": ("pair", _str([t for _, t, _ in pairs])),
+            "pair_speech_point": ("pair", _str([s for _, _, s in pairs])),
             "pair_depth": ("pair", [next(p["depth"] for p in sp if p["name"] == s) for _, _, s in pairs]),
             "repeat": np.arange(job.similarity.baseline_repeats),
         },
@@ -134,6 +135,11 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
         },
     )
     return ds
+
+
+def _str(values) -> np.ndarray:
+    """Strings as Zarr v3's variable-length UTF-8 (fixed-width numpy strings have no v3 specification)."""
+    return np.array(list(values), dtype=object)
 
 
 def run(job: Job) -> Path:
@@ -184,4 +190,4 @@ def open_similarity(out: Path, model: str) -> xr.Dataset:
     path = Path(out) / FILENAME
     if not path.is_dir():
         raise StoreError(f"{path}: no similarity store (run the reduce stage first)")
-    return xr.open_zarr(path, group=model, consolidated=False, zarr_format=3)
+    return xr.open_zarr(path, group=model, consolidated=False, zarr_format=3).load()
