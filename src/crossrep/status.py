@@ -22,10 +22,10 @@ def render(job: Job, show_all: bool = False) -> tuple[str, bool]:
     counts = Counter(st.status for st in states)
     lines = [f"{job.out / FILENAME}: " + ", ".join(f"{counts[k]} {k}" for k in
                                                    ("complete", "partial", "failed", "missing") if counts[k])]
-    lines.append(f"{'shard':>5}  {'model/modality/lang':<32} {'status':<9} chunks")
-    for st in states:
-        if st.status == "complete" and not show_all:
-            continue
+    shown = [st for st in states if show_all or st.status != "complete"]
+    if shown:
+        lines.append(f"{'shard':>5}  {'model/modality/lang':<32} {'status':<9} chunks")
+    for st in shown:
         line = f"{st.shard.index:>5}  {st.shard.key:<32} {st.status:<9} {len(st.chunks_done)}/{st.n_chunks}"
         if st.error:
             line += f"  error: {st.error}"

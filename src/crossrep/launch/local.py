@@ -18,7 +18,7 @@ class LocalLauncher(Launcher):
         self.debug = debug
 
     def executor(self, name: str) -> submitit.AutoExecutor:
-        ex = submitit.AutoExecutor(folder=str(self.logs / "%j"), cluster="debug" if self.debug else "local")
+        ex = submitit.AutoExecutor(folder=str(self.logs), cluster="debug" if self.debug else "local")
         ex.update_parameters(timeout_min=self.job.executor.timeout_min, name=f"crossrep-{self.job.name}-{name}")
         return ex
 
