@@ -40,8 +40,8 @@ def test_status_and_reduce_refusal(make_job, capsys):
     assert main(["status", str(path), "--all"]) == 1
     out = capsys.readouterr().out
     assert "1 complete, 1 partial, 1 failed, 1 missing" in out
-    assert "seamless/text/deu" in out and "partial   1/" in out
-    assert "failed    0/" in out and "error: de_de/audio/test/x.wav: unreadable audio" in out
+    assert "seamless/text/deu" in out and "partial   1/2" in out
+    assert "failed    0/2" in out and "error: de_de/audio/test/x.wav: unreadable audio" in out
     with pytest.raises(StoreError, match=r"3 shards are not complete: 0:seamless/text/eng \(missing\), "
                                          r"1:seamless/text/deu \(partial\), 2:seamless/speech/eng \(failed\)"):
         reduce_run(job)

@@ -48,7 +48,7 @@ def test_overrides_are_yaml_values():
     ("models.0.points.text=layer3", r"models\[0\].points.text: expected 'all' or a list"),
     ("similarity.variance=1.5", r"similarity.variance: expected a number in \[1e-06, 1.0\], got 1.5"),
     ("similarity.variance_mode=cubic", r"similarity.variance_mode: expected one of singular, squared"),
-    ("executor.kind=cloud", r"executor.kind: expected one of local, debug, got 'cloud'"),
+    ("executor.kind=cloud", r"executor.kind: expected one of local, debug, slurm, got 'cloud'"),
     ("data.crossmodal_sentences=many", r"data.crossmodal_sentences: expected an integer >= 2"),
 ])
 def test_errors_quote_the_key(override, message):

@@ -15,6 +15,8 @@ examples:
   crossrep run demo --set extract.batch_size=1 --set data.languages=[eng,deu,fra]
   crossrep status demo                          complete / partial / failed / missing per shard
   crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
+  crossrep run paper --executor slurm --cluster horeka   submit the array, reduce and aggregate jobs
+  crossrep resume paper --executor slurm --cluster horeka  resubmit what is not complete
   crossrep demo-data runs/demo-data             write the demo FLEURS-layout data only
 
 JOB is a YAML file or the name of a bundled job (demo, paper); it defaults to demo.
@@ -37,13 +39,25 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("run", help="run stages (default all: extract, reduce, aggregate)",
-                       description="Run a job's stages through an executor. Completed shards are kept: "
-                                   "running again resumes where it stopped.")
+    for name, text in (("run", "Run a job's stages through an executor. Completed shards are kept: running "
+                                "again resumes where it stopped."),
+                       ("resume", "Resubmit only the shards that are not complete, then the downstream stages. "
+                                  "Refuses while a shard still has an active Slurm task.")):
+        p = sub.add_parser(name, help=text.split(".")[0].lower(), description=text)
+        _job_args(p)
+        p.add_argument("--executor", choices=("local", "debug", "slurm"), help="override executor.kind")
+        p.add_argument("--cluster", metavar="PROFILE",
+                       help="Slurm cluster profile: a YAML file or a bundled one (horeka, dev)")
+        p.add_argument("--wait", action="store_true",
+                       help="slurm: wait for the jobs with a progress display (local and debug always wait)")
+        p.add_argument("--stages", default="extract,reduce,aggregate",
+                       help="comma-separated subset of extract,reduce,aggregate")
+
+    p = sub.add_parser("prefetch", help="download the job's hub models into the local cache (login node)",
+                       description="Run on a login node with network: downloads every model given as a hub id "
+                                   "into the Hugging Face cache (HF_HOME), so that compute nodes, where tasks "
+                                   "run with HF_HUB_OFFLINE=1, find them.")
     _job_args(p)
-    p.add_argument("--executor", choices=("local", "debug"), help="override executor.kind")
-    p.add_argument("--stages", default="extract,reduce,aggregate",
-                   help="comma-separated subset of extract,reduce,aggregate")
 
     p = sub.add_parser("plan", help="create the activation store and list the shards",
                        description="Read the data's TSVs and the models' configs, create "
@@ -100,16 +114,25 @@ def _dispatch(args) -> int:
     overrides = list(args.overrides)
     if getattr(args, "executor", None):
         overrides.append(f"executor.kind={args.executor}")
+    if getattr(args, "cluster", None):
+        overrides.append(f"executor.cluster={args.cluster}")
     job = load_job(args.job, overrides)
-    if args.command == "run":
+    if args.command in ("run", "resume"):
         from .launch import STAGES, launcher
 
         stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise CrossrepError(f"--stages: unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
-        launcher(job).run(stages)
-        print(f"crossrep: done; results in {job.out}")
+        submitted_only = job.executor.kind == "slurm" and not args.wait
+        launcher(job).run(stages, wait=not submitted_only)
+        print(f"crossrep: {'submitted' if submitted_only else 'done'}; results in {job.out}")
+        return 0
+    if args.command == "prefetch":
+        from .prefetch import prefetch
+
+        for line in prefetch(job):
+            print(line)
         return 0
     if args.command == "plan":
         from .plan import create_store, shards

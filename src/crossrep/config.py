@@ -63,9 +63,10 @@ class SimilarityConfig:
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    kind: str  # local (subprocesses through submitit) or debug (in process)
-    workers: int  # extraction tasks running at once
-    timeout_min: int
+    kind: str  # local (subprocesses through submitit), debug (in process) or slurm
+    workers: int  # local: extraction tasks running at once
+    timeout_min: int  # local: time limit of a task
+    cluster: str | None  # slurm: a cluster profile, a YAML path or the name of one in slurm/ (horeka, dev)
 
 
 @dataclass(frozen=True)
@@ -297,10 +298,14 @@ def parse_job(raw: dict, source: str = "") -> Job:
 
     x = _Section(top.get("executor", None), "executor", required=False)
     executor = ExecutorConfig(
-        kind=x.choice("kind", ("local", "debug"), "local"),
+        kind=x.choice("kind", ("local", "debug", "slurm"), "local"),
         workers=x.int("workers", 2, minimum=1),
         timeout_min=x.int("timeout_min", 60, minimum=1),
+        cluster=x.get("cluster", None),
     )
+    if executor.kind == "slurm" and not executor.cluster:
+        raise ConfigError("executor.cluster: required with executor.kind slurm (a profile such as horeka or dev, "
+                          "or a path to one)")
     x.done()
     top.done()
     return Job(name, out, data, models, extract, similarity, executor, source)

@@ -140,3 +140,26 @@ def write_resolved(job: Job) -> Path:
     path = job.out / "job.yaml"
     path.write_text(yaml.safe_dump(job.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+class ExtractTask:
+    """A Slurm array element: its shards, split over the tasks of a packed allocation (one per GPU).
+
+    On preemption or time limit submitit calls `checkpoint`, which requeues the same call; the shards then
+    resume from their last complete chunk.
+    """
+
+    def __call__(self, job_file: str, indices: list[int], threads: int | None = None) -> dict:
+        import submitit
+
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:
+            indices = indices[env.local_rank::env.num_tasks]
+            if torch.cuda.device_count() > 1:
+                torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+        return run_task(job_file, indices, threads)
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)

@@ -15,6 +15,10 @@ def launcher(job: Job, kind: str | None = None) -> Launcher:
         from .local import LocalLauncher
 
         return LocalLauncher(job, debug=kind == "debug")
+    if kind == "slurm":
+        from .slurm import SlurmLauncher
+
+        return SlurmLauncher(job)
     raise ValueError(f"unknown executor {kind!r}")
 
 

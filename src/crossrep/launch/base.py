@@ -22,34 +22,24 @@ class StageFailed(CrossrepError):
 
 
 class Launcher(ABC):
-    """Runs stages in order; each backend decides where the work runs and how to wait for it."""
+    """Runs a job's stages: `local`/`debug` one after the other, `slurm` as a chain of dependent jobs."""
 
     def __init__(self, job: Job):
         self.job = job
         self.logs = job.out / "logs"
 
-    def run(self, stages: tuple[str, ...] = STAGES) -> None:
+    def prepare(self) -> tuple[str, ActivationStore, list[int]]:
+        """Write `<out>/job.yaml`, create (or check) the store; the shard indices still to extract."""
         job_file = str(write_resolved(self.job))
-        for stage in STAGES:
-            if stage not in stages:
-                continue
-            print(f"crossrep: stage {stage} ...", file=sys.stderr)
-            if stage == "extract":
-                store = create_store(self.job)
-                todo = [st.shard.index for st in (store.state(s) for s in shards(self.job)) if not st.complete]
-                print(f"crossrep: {len(todo)} of {len(shards(self.job))} shards to extract", file=sys.stderr)
-                if todo:
-                    self.extract(job_file, todo, store)
-            else:
-                self.single(stage, job_file)
+        store = create_store(self.job)
+        table = shards(self.job)
+        todo = [s.index for s in table if not store.state(s).complete]
+        print(f"crossrep: {len(todo)} of {len(table)} shards to extract", file=sys.stderr)
+        return job_file, store, todo
 
     @abstractmethod
-    def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
-        """Run the given shards and return when all have ended; raise StageFailed naming failures."""
-
-    @abstractmethod
-    def single(self, stage: str, job_file: str) -> None:
-        """Run the reduce or aggregate stage and return when it has ended."""
+    def run(self, stages: tuple[str, ...] = STAGES, wait: bool = True):
+        """Run (or submit) the given stages; with `wait`, return when they have ended."""
 
 
 def follow(store: ActivationStore, job: Job, indices: list[int], running, interval: float = 1.0) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import submitit
 
-from ..extract import run_task
+from ..extract import run_task, write_resolved
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
 from .base import Launcher, StageFailed, follow
@@ -22,6 +23,18 @@ class LocalLauncher(Launcher):
         ex.update_parameters(timeout_min=self.job.executor.timeout_min, name=f"crossrep-{self.job.name}-{name}")
         return ex
 
+    def run(self, stages=("extract", "reduce", "aggregate"), wait: bool = True) -> None:
+        job_file = None
+        if "extract" in stages:
+            job_file, store, todo = self.prepare()
+            if todo:
+                self.extract(job_file, todo, store)
+        job_file = job_file or str(write_resolved(self.job))
+        for stage, fn in (("reduce", reduce_stage), ("aggregate", aggregate_stage)):
+            if stage in stages:
+                print(f"crossrep: stage {stage} ...", file=sys.stderr)
+                _results([self.executor(stage).submit(fn, job_file)], stage)
+
     def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
         workers = 1 if self.debug else min(self.job.executor.workers, len(indices))
         groups = [indices[w::workers] for w in range(workers)]
@@ -33,11 +46,6 @@ class LocalLauncher(Launcher):
             return
         follow(store, self.job, indices, lambda: not all(j.done() for j in jobs))
         _results(jobs, "extract")
-
-    def single(self, stage: str, job_file: str) -> None:
-        fn = {"reduce": reduce_stage, "aggregate": aggregate_stage}[stage]
-        job = self.executor(stage).submit(fn, job_file)
-        _results([job], stage)
 
 
 def _results(jobs, stage: str) -> None:

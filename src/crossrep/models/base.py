@@ -107,3 +107,15 @@ class Recorder:
         for h in self.handles:
             h.remove()
         self.handles.clear()
+
+
+def load_error(what: str, checkpoint: str, exc: Exception) -> ModelError:
+    """A loading failure that says what is missing and, offline, how to get it."""
+    import os
+    from pathlib import Path
+
+    if not Path(checkpoint).exists() and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return ModelError(f"{what} {checkpoint!r} is not in the local Hugging Face cache "
+                          f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub is offline "
+                          f"here (HF_HUB_OFFLINE=1): run `crossrep prefetch JOB` on a login node first")
+    return ModelError(f"cannot load {what} from {checkpoint!r}: {exc}")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .base import Adapter, ModelSpec, Point, Recorder, masked_mean, pick_device
+from .base import Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
 
 HUB_ID = "facebook/seamless-m4t-v2-large"
 TINY_SEED = 1234
@@ -41,7 +41,7 @@ class SeamlessM4Tv2Adapter(Adapter):
             self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
             self.features = SeamlessM4TFeatureExtractor.from_pretrained(checkpoint)
         except OSError as exc:
-            raise ModelError(f"cannot load SeamlessM4T v2 from {checkpoint!r}: {exc}") from None
+            raise load_error("SeamlessM4T v2", checkpoint, exc) from None
         # Only the two encoders are analysed; the decoders, text-to-unit model and vocoder are dropped.
         self.text_encoder = model.text_encoder.to(self.device).eval()
         self.speech_encoder = model.speech_encoder.to(self.device).eval()
@@ -68,7 +68,7 @@ class SeamlessM4Tv2Adapter(Adapter):
             cfg = AutoConfig.from_pretrained(checkpoint)
             tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         except OSError as exc:
-            raise ModelError(f"cannot read the SeamlessM4T v2 config or tokenizer at {checkpoint!r}: {exc}") from None
+            raise load_error("the SeamlessM4T v2 config or tokenizer", checkpoint, exc) from None
         if cfg.model_type != "seamless_m4t_v2":
             raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not seamless_m4t_v2")
         width, n_text, n_speech = cfg.hidden_size, cfg.encoder_layers, cfg.speech_encoder_layers
