@@ -12,6 +12,7 @@ MAXARRAY=${CROSSREP_SLURM_MAX_ARRAY_SIZE:-1001}
 PORT=${CROSSREP_SLURM_DB_PORT:-3307}
 export SLURM_CONF=$DIR/slurm.conf
 mkdir -p "$DIR"/{state,spool,log,db,run,started}
+trap 'echo "dev cluster: start failed at line $LINENO (logs in $DIR/log)" >&2' ERR
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 started() { cp "$1" "$DIR/started/$2.pid"; }
@@ -22,6 +23,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 if alive "$DIR/run/slurmctld.pid" && alive "$DIR/run/slurmd.pid" && sinfo -h >/dev/null 2>&1; then
+  echo "# already running"
   echo "export SLURM_CONF=$SLURM_CONF"; exit 0
 fi
 
@@ -91,6 +93,7 @@ MpiDefault=none
 ReturnToService=2
 MaxArraySize=$MAXARRAY
 JobRequeue=1
+KillWait=2
 GresTypes=gpu
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
@@ -113,9 +116,9 @@ if ! alive "$DIR/run/slurmdbd.pid"; then
   started "$DIR/run/slurmdbd.pid" slurmdbd
 fi
 wait_for 30 "slurmdbd connection" sacctmgr -n show cluster
-sacctmgr -n show cluster format=cluster | grep -q crossrep-dev || sacctmgr -i add cluster crossrep-dev >/dev/null
-sacctmgr -n show account format=account | grep -q crossrep || sacctmgr -i add account crossrep >/dev/null
-sacctmgr -n show user format=user | grep -q root || sacctmgr -i add user root account=crossrep >/dev/null
+sacctmgr -n -P show cluster format=cluster | grep -qx crossrep-dev || sacctmgr -i add cluster crossrep-dev >/dev/null
+sacctmgr -n -P show account format=account | grep -qx crossrep || sacctmgr -i add account crossrep >/dev/null
+sacctmgr -n -P show user format=user | grep -qx root || sacctmgr -i add user root account=crossrep >/dev/null
 
 if ! alive "$DIR/run/slurmctld.pid"; then
   slurmctld

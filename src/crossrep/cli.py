@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
                        help="slurm: wait for the jobs with a progress display (local and debug always wait)")
         p.add_argument("--stages", default="extract,reduce,aggregate",
                        help="comma-separated subset of extract,reduce,aggregate")
+        p.add_argument("--dry-run", action="store_true",
+                       help="slurm: print the sbatch scripts that would be submitted, submit nothing")
 
     p = sub.add_parser("prefetch", help="download the job's hub models into the local cache (login node)",
                        description="Run on a login node with network: downloads every model given as a hub id "
@@ -124,6 +126,14 @@ def _dispatch(args) -> int:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise CrossrepError(f"--stages: unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+        if args.dry_run:
+            from .launch.slurm import SlurmLauncher
+            from .plan import shards
+
+            if job.executor.kind != "slurm":
+                raise CrossrepError("--dry-run previews Slurm submissions: add --executor slurm --cluster PROFILE")
+            print(SlurmLauncher(job).preview(len(shards(job))))
+            return 0
         submitted_only = job.executor.kind == "slurm" and not args.wait
         launcher(job).run(stages, wait=not submitted_only)
         print(f"crossrep: {'submitted' if submitted_only else 'done'}; results in {job.out}")

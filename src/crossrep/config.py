@@ -49,6 +49,7 @@ class ExtractConfig:
     chunk_size: int  # sentences per resumable unit (one Zarr shard)
     dtype: str
     device: str
+    threads: int  # CPU threads per task; float results are reproducible only for the same count
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         chunk_size=e.int("chunk_size", 32, minimum=1),
         dtype=e.choice("dtype", ("float32", "bfloat16", "float16"), "float32"),
         device=e.choice("device", ("auto", "cpu", "cuda"), "auto"),
+        threads=e.int("threads", 1, minimum=1),
     )
     e.done()
 

@@ -32,11 +32,10 @@ class ShardFailures(CrossrepError):
     """Some shards of a task failed; each failure is recorded in its shard group's `error` attribute."""
 
 
-def run_task(job_file: str, indices: list[int], threads: int | None = None, progress: bool = True) -> dict:
+def run_task(job_file: str, indices: list[int], progress: bool = True) -> dict:
     """Entry point of one extraction task (a submitit job or a Slurm array element): shards by index."""
-    if threads:
-        torch.set_num_threads(threads)
     job = load_job(job_file)
+    torch.set_num_threads(job.extract.threads)
     table = all_shards(job)
     bad = [i for i in indices if not 0 <= i < len(table)]
     if bad:
@@ -149,7 +148,7 @@ class ExtractTask:
     resume from their last complete chunk.
     """
 
-    def __call__(self, job_file: str, indices: list[int], threads: int | None = None) -> dict:
+    def __call__(self, job_file: str, indices: list[int]) -> dict:
         import submitit
 
         env = submitit.JobEnvironment()
@@ -157,7 +156,7 @@ class ExtractTask:
             indices = indices[env.local_rank::env.num_tasks]
             if torch.cuda.device_count() > 1:
                 torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-        return run_task(job_file, indices, threads)
+        return run_task(job_file, indices)
 
     def checkpoint(self, *args, **kwargs):
         import submitit

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import submitit
@@ -38,9 +37,8 @@ class LocalLauncher(Launcher):
     def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
         workers = 1 if self.debug else min(self.job.executor.workers, len(indices))
         groups = [indices[w::workers] for w in range(workers)]
-        threads = max(1, (os.cpu_count() or 1) // workers)
         ex = self.executor("extract")
-        jobs = ex.map_array(run_task, [job_file] * workers, groups, [threads] * workers)
+        jobs = ex.map_array(run_task, [job_file] * workers, groups)
         if self.debug:
             _results(jobs, "extract")
             return
@@ -52,7 +50,7 @@ def _results(jobs, stage: str) -> None:
     failures = []
     for j in jobs:
         try:
-            j.result()
+            j.results()
         except Exception as exc:  # submitit wraps the task's exception with its traceback
             failures.append(f"task {j.job_id}: {_last_line(exc)} (log: {j.paths.stderr})")
     if failures:

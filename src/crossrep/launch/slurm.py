@@ -85,11 +85,13 @@ class SlurmLauncher(Launcher):
             extra["qos"] = p.qos
         ex.update_parameters(
             name=f"crossrep-{self.job.name}-{stage}", timeout_min=res.time_min, nodes=1,
-            tasks_per_node=tasks_per_node, cpus_per_task=res.cpus, gpus_per_node=res.gpus * tasks_per_node,
+            tasks_per_node=tasks_per_node, cpus_per_task=res.cpus,
             mem_gb=res.mem_gb * tasks_per_node, slurm_partition=res.partition or p.partition,
             slurm_array_parallelism=p.array_parallelism, slurm_additional_parameters=extra,
             slurm_setup=list(p.setup) + ["export HF_HUB_OFFLINE=1"],
         )
+        if res.gpus:
+            ex.update_parameters(gpus_per_node=res.gpus * tasks_per_node)
         if p.account:
             ex.update_parameters(slurm_account=p.account)
         return ex
@@ -105,10 +107,9 @@ class SlurmLauncher(Launcher):
             groups = [todo[i:i + k] for i in range(0, len(todo), k)]
             limit = max_array_size()
             ex = self.executor("extract", self.profile.extract, tasks_per_node=min(k, len(todo)))
-            threads = self.profile.extract.cpus
             for start in range(0, len(groups), limit):
                 part = groups[start:start + limit]
-                submitted = ex.map_array(ExtractTask(), [job_file] * len(part), part, [threads] * len(part))
+                submitted = ex.map_array(ExtractTask(), [job_file] * len(part), part)
                 extract_jobs += submitted
                 after.append(submitted[0].job_id.split("_")[0])
                 record["extract"] += [{"id": j.job_id, "shards": g, "log": str(j.paths.stderr)}
@@ -128,6 +129,24 @@ class SlurmLauncher(Launcher):
         if wait:
             self.wait(store, todo, extract_jobs, jobs)
         return record
+
+    def preview(self, n_shards: int) -> str:
+        """The sbatch scripts `run` would submit for `n_shards` shards, without submitting anything."""
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        k = self.profile.shards_per_node
+        tasks = -(-n_shards // k)
+        parts = []
+        for stage, res, per_node, count in (("extract", self.profile.extract, min(k, n_shards), tasks),
+                                            ("reduce", self.profile.reduce, 1, None),
+                                            ("aggregate", self.profile.aggregate, 1, None)):
+            ex = self.executor(stage, res, tasks_per_node=per_node)._executor
+            if stage != "extract":
+                ex.update_parameters(dependency=f"afterok:<{'extract' if stage == 'reduce' else 'reduce'} job id>")
+            command = f"{sys.executable} -u -m submitit.core._submit {ex.folder}"
+            parts.append(f"# --- {stage}" + (f": {count} array tasks for {n_shards} shards" if count else "") + "\n"
+                         + _make_sbatch_string(command=command, folder=ex.folder, map_count=count, **ex.parameters))
+        return "\n".join(parts)
 
     def refuse_active(self, todo: list[int]) -> None:
         """Never two writers on one shard: refuse while an earlier task of a shard to submit is still active."""
@@ -168,7 +187,7 @@ class SlurmLauncher(Launcher):
         failures = []
         for j in extract_jobs + jobs:
             try:
-                j.result()
+                j.results()
             except Exception as exc:  # submitit reports the task's error or the Slurm state
                 failures.append(f"{j.job_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r} "
                                 f"(log: {j.paths.stderr})")

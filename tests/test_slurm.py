@@ -1,0 +1,266 @@
+"""The Slurm path on a real single-node cluster (slurm/dev-cluster), started here when it is not running.
+
+Skipped, with the reason, where the cluster cannot be started (no root, no apt-get).
+"""
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import REPO, job_dict
+from crossrep.config import load_job
+from crossrep.launch import launcher
+from crossrep.launch.slurm import max_array_size, sacct_states, shard_tasks
+from helpers import tree_bytes
+
+SCRIPTS = REPO / "slurm" / "dev-cluster"
+SETTINGS = {"extract.chunk_size": 2, "extract.batch_size": 1}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("the development Slurm cluster needs root: it starts munge, MariaDB, slurmdbd, slurmctld, slurmd")
+    inst = subprocess.run(["bash", str(SCRIPTS / "install.sh")], capture_output=True, text=True)
+    if inst.returncode == 3:
+        pytest.skip(inst.stderr.strip())
+    assert inst.returncode == 0, inst.stderr
+    env = dict(os.environ, CROSSREP_SLURM_MAX_ARRAY_SIZE="5")
+    start = subprocess.run(["bash", str(SCRIPTS / "start.sh")], capture_output=True, text=True, env=env, timeout=300)
+    assert start.returncode == 0, start.stderr
+    was_running = "# already running" in start.stdout
+    conf = re.search(r"export SLURM_CONF=(\S+)", start.stdout).group(1)
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    if not was_running:
+        subprocess.run(["bash", str(SCRIPTS / "stop.sh")], capture_output=True)
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, demo_root, tiny):
+    """The same job run locally in process: what every Slurm run must reproduce byte for byte."""
+    tmp = tmp_path_factory.mktemp("slurm-ref")
+    path = tmp / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp / "ref", demo_root, tiny, **SETTINGS, **{"executor.kind": "debug"})))
+    job = load_job(path)
+    launcher(job).run()
+    return job.out
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory, demo_root):
+    """A larger random model and two languages: speech shards take long enough (~10 s) to be interrupted."""
+    from crossrep.models.seamless import build_tiny
+
+    tmp = tmp_path_factory.mktemp("slurm-slow")
+    ckpt = build_tiny(tmp / "ckpt", hidden=512, layers=12)
+    path = tmp / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp / "ref", demo_root, ckpt, **SETTINGS, **SLOW,
+                                            **{"executor.kind": "debug"})))
+    job = load_job(path)
+    launcher(job).run()
+    return ckpt, job.out
+
+
+SLOW = {"data.languages": ["eng", "deu"]}
+
+
+def slurm_job(tmp_path, root, tiny, name="job", profile="dev", **changes) -> Path:
+    d = job_dict(tmp_path / name, root, tiny, **SETTINGS, **changes)
+    d["executor"].update(kind="slurm", cluster=str(profile))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+def crossrep(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "crossrep", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def wait_for(predicate, timeout=300, interval=0.2, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def chunks_done(out: Path, key: str) -> list[int]:
+    try:
+        return json.loads((out / "activations.zarr" / key / "zarr.json").read_text())["attributes"]["chunks_done"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def n_chunks(out: Path, key: str) -> int:
+    return json.loads((out / "activations.zarr" / key / "zarr.json").read_text())["attributes"]["n_chunks"]
+
+
+def chunk_files(out: Path, key: str, chunks) -> dict:
+    group = out / "activations.zarr" / key
+    return {p: p.stat().st_mtime_ns for c in chunks for p in group.glob(f"*/c/{c}/0")}
+
+
+def sacct_rows(ids: list[str]) -> list[dict]:
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-D", "-o", "JobID,JobName,State,Start,End", "-j", ",".join(ids)],
+                         capture_output=True, text=True).stdout
+    return [dict(zip(("id", "name", "state", "start", "end"), line.split("|"))) for line in out.splitlines()]
+
+
+def submission(out: Path) -> dict:
+    return json.loads((out / "slurm.json").read_text())["submissions"][-1]
+
+
+def idle(out: Path) -> bool:
+    sub = submission(out)
+    ids = [t["id"] for t in sub["extract"]] + [sub[s]["id"] for s in ("reduce", "aggregate") if sub[s]]
+    states = sacct_states(ids)
+    return bool(states) and not any(states.get(i, "PENDING") in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+                                    for i in ids)
+
+
+def assert_same_results(out: Path, ref: Path) -> None:
+    assert tree_bytes(out / "activations.zarr") == tree_bytes(ref / "activations.zarr")
+    a = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False).load()
+    b = xr.open_zarr(ref / "similarity.zarr", group="seamless", consolidated=False).load()
+    xr.testing.assert_identical(a, b)
+
+
+def test_dry_run_matches_the_recorded_sbatch_scripts(monkeypatch):
+    monkeypatch.setenv("FLEURS_ROOT", "/data/fleurs")
+    monkeypatch.setenv("CROSSREP_OUT", "/work/ws")
+    proc = crossrep("run", "paper", "--executor", "slurm", "--cluster", "horeka", "--dry-run")
+    text = proc.stdout.replace(sys.executable, "PYTHON")
+    text = re.sub(r"\S*/python3?(?= -u -m submitit)", "PYTHON", text)
+    assert text == (REPO / "tests" / "data" / "horeka-paper.sbatch").read_text()
+
+
+def test_demo_job_through_slurm_equals_local_run(cluster, reference, tmp_path, demo_root, tiny):
+    path = slurm_job(tmp_path, demo_root, tiny)
+    proc = crossrep("run", path, "--wait")
+    assert "extract: array job" in proc.stderr and "reduce: job" in proc.stderr
+    out = tmp_path / "job"
+    assert_same_results(out, reference)
+    sub = submission(out)
+    limit = max_array_size()
+    arrays = sorted({t["id"].split("_")[0] for t in sub["extract"]})
+    assert len(sub["extract"]) == 8 and sorted(i for t in sub["extract"] for i in t["shards"]) == list(range(8))
+    assert len(arrays) == math.ceil(8 / limit)
+    rows = {r["id"]: r for r in sacct_rows(arrays + [sub["reduce"]["id"], sub["aggregate"]["id"]])}
+    tasks = [rows[t["id"]] for t in sub["extract"]]
+    assert all(r["state"] == "COMPLETED" and r["name"] == "crossrep-demo-extract" for r in tasks)
+    assert rows[sub["reduce"]["id"]]["state"] == rows[sub["aggregate"]["id"]]["state"] == "COMPLETED"
+    assert rows[sub["reduce"]["id"]]["start"] >= max(r["end"] for r in tasks)
+    assert rows[sub["aggregate"]["id"]]["start"] >= rows[sub["reduce"]["id"]]["end"]
+    script = next((out / "logs" / sub["reduce"]["id"]).glob("*_submission.sh")).read_text()
+    assert f"#SBATCH --dependency=afterok:{':'.join(arrays)}" in script
+    script = next((out / "logs" / sub["aggregate"]["id"]).glob("*_submission.sh")).read_text()
+    assert f"#SBATCH --dependency=afterok:{sub['reduce']['id']}" in script
+
+
+def test_packed_allocation_runs_one_shard_per_gpu(cluster, reference, tmp_path, demo_root, tiny):
+    profile = yaml.safe_load((REPO / "slurm" / "dev.yaml").read_text())
+    profile["extract"]["shards_per_node"] = 2
+    (tmp_path / "packed.yaml").write_text(yaml.safe_dump(profile))
+    path = slurm_job(tmp_path, demo_root, tiny, profile=tmp_path / "packed.yaml")
+    crossrep("run", path, "--wait")
+    sub = submission(tmp_path / "job")
+    assert [len(t["shards"]) for t in sub["extract"]] == [2, 2, 2, 2]
+    array = sub["extract"][0]["id"].split("_")[0]
+    script = (tmp_path / "job" / "logs" / array / f"{array}_submission.sh").read_text()
+    assert "#SBATCH --ntasks-per-node=2" in script and "#SBATCH --gpus-per-node=2" in script
+    assert_same_results(tmp_path / "job", reference)
+
+
+def test_scancel_then_resume_completes_without_recomputing(cluster, slow, tmp_path, demo_root):
+    ckpt, reference = slow
+    path = slurm_job(tmp_path, demo_root, ckpt, **SLOW)
+    out = tmp_path / "job"
+    crossrep("run", path)
+    key = "seamless/speech/eng"
+    task = next(t["id"] for t in submission(out)["extract"] if t["shards"] == [2])
+    wait_for(lambda: len(chunks_done(out, key)) >= 2, interval=0.05, what=f"two chunks of {key}")
+    # submitit ignores SIGTERM: the task runs on for KillWait (2 s on the dev cluster), then is killed
+    subprocess.run(["scancel", task], check=True)
+    wait_for(lambda: idle(out), what="the submitted jobs to end")
+    state = sacct_states([task])[task]
+    assert state == "CANCELLED"
+    done, total = chunks_done(out, key), n_chunks(out, key)
+    assert 2 <= len(done) < total
+    before = chunk_files(out, key, done)
+    status = crossrep("status", path, check=False)
+    assert status.returncode == 1
+    assert re.search(rf"2  {key}\s+partial\s+{len(done)}/{total}\s+{task} {state}", status.stdout), status.stdout
+    assert sacct_states([submission(out)["reduce"]["id"]]).get(submission(out)["reduce"]["id"]) != "COMPLETED"
+    proc = crossrep("resume", path, "--wait")
+    assert "1 of 4 shards to extract" in proc.stderr
+    assert chunk_files(out, key, done) == before, "complete chunks were recomputed"
+    assert_same_results(out, reference)
+
+
+def test_preemption_signal_requeues_and_continues(cluster, slow, tmp_path, demo_root):
+    ckpt, reference = slow
+    path = slurm_job(tmp_path, demo_root, ckpt, **SLOW)
+    out = tmp_path / "job"
+    crossrep("run", path)
+    key = "seamless/speech/deu"
+    task = next(t["id"] for t in submission(out)["extract"] if t["shards"] == [3])
+    wait_for(lambda: len(chunks_done(out, key)) >= 2, interval=0.05, what=f"two chunks of {key}")
+    subprocess.run(["scancel", "--signal=USR2", task], check=True)
+    wait_for(lambda: "Restarts=1" in subprocess.run(["scontrol", "show", "job", task], capture_output=True,
+                                                    text=True).stdout, what="the task to be requeued")
+    wait_for(lambda: "JobState=PENDING" in subprocess.run(["scontrol", "show", "job", task], capture_output=True,
+                                                          text=True).stdout, what="the requeued task to be pending")
+    done = chunks_done(out, key)
+    assert len(done) < n_chunks(out, key), "the task finished before the signal reached it"
+    before = chunk_files(out, key, done)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)  # skip Slurm's requeue delay
+    wait_for(lambda: idle(out), timeout=600, what="the requeued task and the downstream jobs")
+    assert any(r["state"] == "REQUEUED" for r in sacct_rows([task]))
+    states = sacct_states([task, submission(out)["aggregate"]["id"]])
+    assert set(states.values()) == {"COMPLETED"}
+    assert chunk_files(out, key, done) == before, "chunks done before the signal were recomputed"
+    assert_same_results(out, reference)
+
+
+def test_bad_input_fails_its_shard_only(cluster, tmp_path, demo_root, tiny):
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    from crossrep.data.fleurs import FleursLanguage
+
+    deu = FleursLanguage(root, "deu", "test", 0)
+    bad = deu.dir / "audio" / "test" / deu.sentences[min(deu.sentences)].file
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    path = slurm_job(tmp_path, root, tiny)
+    proc = crossrep("run", path, "--wait", check=False)
+    assert proc.returncode != 0
+    status = crossrep("status", path, check=False).stdout
+    assert "7 complete, 1 failed" in status
+    assert re.search(r"5  seamless/speech/deu\s+failed", status)
+    assert f"error: {bad}: unreadable audio" in status
+    refused = crossrep("reduce", path, check=False)
+    assert refused.returncode == 2
+    assert "1 shards are not complete: 5:seamless/speech/deu (failed)" in refused.stderr
+    sub = submission(tmp_path / "job")
+    assert sacct_states([sub["reduce"]["id"]]).get(sub["reduce"]["id"]) != "COMPLETED"
