@@ -56,3 +56,14 @@ def test_demo_data_command(tmp_path, capsys):
     assert (tmp_path / "d" / "en_us" / "test.tsv").is_file() and (tmp_path / "d" / "lo_la" / "audio" / "test").is_dir()
     assert main(["demo-data", str(tmp_path / "e"), "--languages", "eng,xx"]) == 2
     assert "unknown language 'xx'" in capsys.readouterr().err
+
+
+def test_offline_tasks_name_the_missing_model_and_prefetch_skips_local(make_job, monkeypatch, capsys):
+    path = make_job("off", **{"data.languages": ["eng", "deu"]})
+    assert main(["prefetch", str(path)]) == 0
+    assert "local checkpoint" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["plan", str(path), "--set", "models.0.checkpoint=facebook/seamless-m4t-v2-large"]) == 2
+    err = capsys.readouterr().err
+    assert "'facebook/seamless-m4t-v2-large' is not in the local Hugging Face cache" in err
+    assert "run `crossrep prefetch JOB` on a login node" in err

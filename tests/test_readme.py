@@ -29,7 +29,7 @@ def test_named_files_exist():
 
 def test_listed_commands_exist():
     sub = next(a for a in parser()._actions if a.dest == "command")
-    for name in re.findall(r"`(run|plan|extract|reduce|aggregate|status|demo-data)[ `]", README):
+    for name in re.findall(r"`(run|resume|plan|extract|reduce|aggregate|status|prefetch|demo-data)[ `]", README):
         assert name in sub.choices
 
 

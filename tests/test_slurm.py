@@ -264,3 +264,19 @@ def test_bad_input_fails_its_shard_only(cluster, tmp_path, demo_root, tiny):
     assert "1 shards are not complete: 5:seamless/speech/deu (failed)" in refused.stderr
     sub = submission(tmp_path / "job")
     assert sacct_states([sub["reduce"]["id"]]).get(sub["reduce"]["id"]) != "COMPLETED"
+
+
+def test_plain_sbatch_templates(cluster, reference, tmp_path, demo_root, tiny):
+    path = slurm_job(tmp_path, demo_root, tiny)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", PARALLEL="4")
+    options = ["--partition=debug", "--cpus-per-task=1", "--mem=2G"]  # the templates ask for more than this node has
+    proc = subprocess.run(["bash", str(REPO / "slurm" / "sbatch" / "submit.sh"), str(path), *options],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    arrays = re.findall(r"extract: array job (\d+)", proc.stdout)
+    assert len(arrays) == math.ceil(8 / max_array_size())
+    agg = re.search(r"aggregate: job (\d+)", proc.stdout).group(1)
+    wait_for(lambda: sacct_states([agg]).get(agg) not in (None, "PENDING", "RUNNING"), timeout=300,
+             what="the aggregation job")
+    assert sacct_states([agg])[agg] == "COMPLETED", (tmp_path / f"crossrep-aggregate-{agg}.log").read_text()
+    assert_same_results(tmp_path / "job", reference)

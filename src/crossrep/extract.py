@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -137,7 +138,11 @@ def write_resolved(job: Job) -> Path:
 
     job.out.mkdir(parents=True, exist_ok=True)
     path = job.out / "job.yaml"
-    path.write_text(yaml.safe_dump(job.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    text = yaml.safe_dump(job.to_dict(), sort_keys=False, allow_unicode=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # array tasks may all get here at once
+        tmp = path.with_name(f".job.yaml.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
     return path
 
 
