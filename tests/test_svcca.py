@@ -95,3 +95,33 @@ def test_random_baseline_is_deterministic_and_below_related_data():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((60, 16))
     assert svcca(x, x @ rng.standard_normal((16, 16)) + 0.1 * rng.standard_normal((60, 16))) > a.max()
+
+
+def test_batched_pairs_equal_pair_by_pair_on_edge_cases():
+    from crossrep.svcca import pair_scores
+
+    rng = np.random.default_rng(11)
+    n = 50
+    z = rng.standard_normal((n, 6))
+    xs = [
+        rng.standard_normal((n, 20)),                                  # fewer features than sentences
+        np.tanh(z @ rng.standard_normal((6, 120))),                    # more features than sentences
+        z[:, :3] @ rng.standard_normal((3, 64)),                       # rank 3
+        np.hstack([z, np.full((n, 5), 2.0)]),                          # constant features
+        np.ones((n, 8)),                                               # no variance at all: scores 0
+        z @ rng.standard_normal((6, 48)) + 0.3 * rng.standard_normal((n, 48)),
+    ]
+    ys = [x[:, : max(1, x.shape[1] // 2)] + 0.2 * rng.standard_normal((n, max(1, x.shape[1] // 2))) for x in xs]
+    for mode in ("singular", "squared"):
+        sym = svcca_matrix(xs, mode=mode)
+        cross = svcca_matrix(xs, ys, mode=mode)
+        for i in range(len(xs)):
+            for j in range(len(xs)):
+                if i != j:
+                    assert sym[i, j] == pytest.approx(reference_svcca(xs[i], xs[j], mode=mode), abs=1e-6)
+                assert cross[i, j] == pytest.approx(reference_svcca(xs[i], ys[j], mode=mode), abs=1e-6)
+        assert np.all(sym[4, [0, 1, 2, 3, 5]] == 0.0)
+    bases = [reduced_basis(x) for x in xs]
+    some = pair_scores(bases, bases, pairs=[(0, 0), (2, 5)], batch=1)
+    assert some[0, 0] == pytest.approx(1.0) and some[2, 5] == pytest.approx(svcca(xs[2], xs[5]), abs=1e-12)
+    assert np.isnan(some[1, 1])

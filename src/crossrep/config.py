@@ -59,7 +59,9 @@ class SimilarityConfig:
     epsilon: float
     baseline_repeats: int  # random-vector baselines per comparison
     seed: int
-    workers: int  # Dask threads
+    backend: str  # numpy, cupy, or auto (cupy where a GPU is visible)
+    scheduler: str  # threads, local (distributed.LocalCluster), slurm (dask_jobqueue), cuda (dask_cuda)
+    workers: int  # Dask threads, local processes, Slurm worker jobs
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,8 @@ def parse_job(raw: dict, source: str = "") -> Job:
         epsilon=s.float("epsilon", 1e-10, low=0.0, high=1.0),
         baseline_repeats=s.int("baseline_repeats", 5, minimum=1),
         seed=s.int("seed", 0),
+        backend=s.choice("backend", ("auto", "numpy", "cupy"), "auto"),
+        scheduler=s.choice("scheduler", ("threads", "local", "slurm", "cuda"), "threads"),
         workers=s.int("workers", 2, minimum=1),
     )
     s.done()

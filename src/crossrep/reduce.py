@@ -22,7 +22,7 @@ from .config import Job
 from .errors import StoreError
 from .plan import shards as all_shards
 from .store import ActivationStore, Shard
-from .svcca import random_baseline, reduced_basis, score
+from .svcca import pair_scores, random_baseline, reduced_basis
 
 FILENAME = "similarity.zarr"
 FAMILIES = ("text", "speech", "text_speech", "crossmodal")
@@ -38,43 +38,60 @@ def check_complete(job: Job, store: ActivationStore) -> None:
                          f"run `crossrep status` and `crossrep extract` (or `resume`) first")
 
 
-class _Reader:
-    """Reads one model's activations at given ids, and turns them into SVCCA bases."""
+def array_backend(name: str):
+    """numpy or cupy for `similarity.backend` (auto: cupy when it imports and sees a GPU)."""
+    if name == "numpy":
+        return np
+    try:
+        import cupy
 
-    def __init__(self, job: Job, store: ActivationStore, model: str):
-        self.job, self.store, self.model = job, store, model
-        self.sim = job.similarity
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return cupy
+    except Exception as exc:  # no cupy, no driver, no device
+        if name == "cupy":
+            raise StoreError(f"similarity.backend is cupy but CuPy cannot use a GPU here: {exc}") from None
+    return np
 
-    def basis(self, modality: str, lang: str, point: str, ids: list[int]):
-        x = self.store.read(Shard(-1, self.model, modality, lang), point, ids)
-        return reduced_basis(x, self.sim.variance, self.sim.epsilon, self.sim.variance_mode)
 
-    def matrix(self, modality_a: str, point_a: str, modality_b: str, point_b: str, languages, ids) -> np.ndarray:
-        a = [self.basis(modality_a, lang, point_a, ids) for lang in languages]
-        if (modality_a, point_a) == (modality_b, point_b):
-            out = np.full((len(a), len(a)), np.nan)
-            for i in range(len(a)):
-                for j in range(i + 1, len(a)):
-                    out[i, j] = out[j, i] = score(a[i], a[j])
-            return out
-        b = [self.basis(modality_b, lang, point_b, ids) for lang in languages]
-        return np.array([[score(x, y) for y in b] for x in a])
+def block(out: str, model: str, sim: dict, family: str, point_a: str, point_b: str, languages: list[str],
+          ids) -> np.ndarray:
+    """One Dask task: a family at one point of one model, read lazily from the store, scored in one batch.
 
-    def crossmodal(self, text_point: str, speech_point: str, languages, ids_by_lang) -> np.ndarray:
-        return np.array([score(self.basis("text", lang, text_point, ids_by_lang[lang]),
-                               self.basis("speech", lang, speech_point, ids_by_lang[lang]))
-                         for lang in languages])
+    `ids` is the shared id list, or (crossmodal) a mapping language -> ids.
+    """
+    xp = array_backend(sim["backend"])
+    store = ActivationStore(Path(out))
+    modality_a, modality_b = FAMILY_MODALITIES[family]
 
-    def baseline(self, family: str, label: str, n: int, width_a: int, width_b: int) -> np.ndarray:
-        seed = zlib.crc32(f"{self.sim.seed}/{self.model}/{family}/{label}".encode())
-        return random_baseline(n, width_a, width_b, self.sim.baseline_repeats, seed, self.sim.variance,
-                               self.sim.epsilon, self.sim.variance_mode)
+    def basis(modality, lang, point, rows):
+        x = xp.asarray(store.read(Shard(-1, model, modality, lang), point, rows))
+        return reduced_basis(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
+
+    if family == "crossmodal":
+        a = [basis(modality_a, lang, point_a, ids[lang]) for lang in languages]
+        b = [basis(modality_b, lang, point_b, ids[lang]) for lang in languages]
+        return np.diag(pair_scores(a, b, pairs=[(i, i) for i in range(len(languages))]))
+    a = [basis(modality_a, lang, point_a, ids) for lang in languages]
+    if family in ("text", "speech"):
+        return pair_scores(a)
+    return pair_scores(a, [basis(modality_b, lang, point_b, ids) for lang in languages])
+
+
+def baseline(sim: dict, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
+    seed = zlib.crc32(f"{sim['seed']}/{key}".encode())
+    return random_baseline(n, width_a, width_b, sim["baseline_repeats"], seed, sim["variance"], sim["epsilon"],
+                           sim["variance_mode"])
+
+
+FAMILY_MODALITIES = {"text": ("text", "text"), "speech": ("speech", "speech"), "text_speech": ("text", "speech"),
+                     "crossmodal": ("text", "speech")}
 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     """The lazy computations of one model, run on Dask's threaded scheduler, as an xarray Dataset."""
     attrs = store.model_attrs(model)
-    reader = _Reader(job, store, model)
+    sim = vars(job.similarity)
+    out = str(job.out)
     languages = attrs["languages"]
     cl_ids, cm_ids = attrs["crosslingual_ids"], attrs["crossmodal_ids"]
     tp = attrs["points"]["text"]
@@ -82,23 +99,21 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     width = {("text", p["name"]): p["width"] for p in tp} | {("speech", p["name"]): p["width"] for p in sp}
     pairs = attrs["pairs"]
     m, n = len(cl_ids), len(next(iter(cm_ids.values())))
-    d = dask.delayed
+    d = dask.delayed(pure=True)
     tasks = {
-        "text": [d(reader.matrix)("text", p["name"], "text", p["name"], languages, cl_ids) for p in tp],
-        "speech": [d(reader.matrix)("speech", p["name"], "speech", p["name"], languages, cl_ids) for p in sp],
-        "text_speech": [d(reader.matrix)("text", t, "speech", s, languages, cl_ids) for _, t, s in pairs],
-        "crossmodal": [d(reader.crossmodal)(t, s, languages, cm_ids) for _, t, s in pairs],
-        "baseline_text": [d(reader.baseline)("text", p["name"], m, p["width"], p["width"]) for p in tp],
-        "baseline_speech": [d(reader.baseline)("speech", p["name"], m, p["width"], p["width"]) for p in sp],
-        "baseline_text_speech": [d(reader.baseline)("text_speech", lbl, m, width["text", t], width["speech", s])
-                                 for lbl, t, s in pairs],
-        "baseline_crossmodal": [d(reader.baseline)("crossmodal", lbl, n, width["text", t], width["speech", s])
-                                for lbl, t, s in pairs],
+        "text": [d(block)(out, model, sim, "text", p["name"], p["name"], languages, cl_ids) for p in tp],
+        "speech": [d(block)(out, model, sim, "speech", p["name"], p["name"], languages, cl_ids) for p in sp],
+        "text_speech": [d(block)(out, model, sim, "text_speech", t, s, languages, cl_ids) for _, t, s in pairs],
+        "crossmodal": [d(block)(out, model, sim, "crossmodal", t, s, languages, cm_ids) for _, t, s in pairs],
+        "baseline_text": [d(baseline)(sim, f"{model}/text/{p['name']}", m, p["width"], p["width"]) for p in tp],
+        "baseline_speech": [d(baseline)(sim, f"{model}/speech/{p['name']}", m, p["width"], p["width"])
+                            for p in sp],
+        "baseline_text_speech": [d(baseline)(sim, f"{model}/text_speech/{lbl}", m, width["text", t],
+                                             width["speech", s]) for lbl, t, s in pairs],
+        "baseline_crossmodal": [d(baseline)(sim, f"{model}/crossmodal/{lbl}", n, width["text", t],
+                                            width["speech", s]) for lbl, t, s in pairs],
     }
-    from dask.diagnostics import ProgressBar
-
-    with ProgressBar(minimum=2.0):
-        (results,) = dask.compute(tasks, scheduler="threads", num_workers=job.similarity.workers)
+    results = compute(tasks, job)
     stack = {k: np.stack(v) if v else np.empty((0,)) for k, v in results.items()}
     lang_info = [langs.get(code) for code in languages]
     ds = xr.Dataset(
@@ -135,6 +150,14 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
         },
     )
     return ds
+
+
+def compute(tasks, job: Job):
+    """Run a Dask graph on the scheduler the job names, with a progress display."""
+    from .scheduler import scheduler
+
+    with scheduler(job) as run:
+        return run(tasks)
 
 
 def _str(values) -> np.ndarray:

@@ -69,18 +69,52 @@ def svcca(x, y, variance: float = 0.9, epsilon: float = 1e-10, mode: str = "sing
     return score(reduced_basis(x, variance, epsilon, mode), reduced_basis(y, variance, epsilon, mode))
 
 
+def pair_scores(bases_a: list, bases_b: list | None = None, pairs: list[tuple[int, int]] | None = None,
+                batch: int = 256) -> np.ndarray:
+    """SVCCA for many pairs of bases at once: one Gram matrix of all bases, then batched SVDs of its blocks.
+
+    Without `bases_b`: the symmetric matrix over `bases_a` (diagonal NaN); with it: every (i, j), or only
+    `pairs`. Each block is zero-padded to a common shape, which adds only zero singular values, so the sum of
+    singular values over min(kx, ky) is the exact mean canonical correlation.
+    """
+    xp = array_module(bases_a[0])
+    symmetric = bases_b is None
+    bases_b = bases_a if symmetric else bases_b
+    if pairs is None:
+        pairs = ([(i, j) for i in range(len(bases_a)) for j in range(i + 1, len(bases_a))] if symmetric
+                 else [(i, j) for i in range(len(bases_a)) for j in range(len(bases_b))])
+    ka = [b.shape[1] for b in bases_a]
+    kb = [b.shape[1] for b in bases_b]
+    oa, ob = np.concatenate([[0], np.cumsum(ka)]), np.concatenate([[0], np.cumsum(kb)])
+    a = xp.concatenate(bases_a, axis=1)
+    gram = a.T @ (a if symmetric else xp.concatenate(bases_b, axis=1))
+    out = np.full((len(bases_a), len(bases_b)), np.nan)
+    live = [(i, j) for i, j in pairs if ka[i] and kb[j]]
+    for i, j in pairs:
+        if not (ka[i] and kb[j]):
+            out[i, j] = 0.0
+    for start in range(0, len(live), batch):
+        chunk = live[start:start + batch]
+        rows, cols = max(ka[i] for i, _ in chunk), max(kb[j] for _, j in chunk)
+        blocks = xp.zeros((len(chunk), rows, cols), dtype=xp.float64)
+        for n, (i, j) in enumerate(chunk):
+            blocks[n, :ka[i], :kb[j]] = gram[oa[i]:oa[i + 1], ob[j]:ob[j + 1]]
+        sums = xp.linalg.svd(blocks, compute_uv=False).sum(axis=-1)
+        sums = sums.get() if xp is not np else sums
+        for n, (i, j) in enumerate(chunk):
+            out[i, j] = sums[n] / min(ka[i], kb[j])
+    if symmetric:
+        upper = np.triu_indices(len(bases_a), 1)
+        out[upper[1], upper[0]] = out[upper]
+    return out
+
+
 def svcca_matrix(xs: list, ys: list | None = None, variance: float = 0.9, epsilon: float = 1e-10,
                  mode: str = "singular") -> np.ndarray:
     """All pairs: `xs` against itself (symmetric, diagonal NaN) or against `ys` (every (i, j))."""
     bx = [reduced_basis(x, variance, epsilon, mode) for x in xs]
-    if ys is None:
-        out = np.full((len(xs), len(xs)), np.nan)
-        for i in range(len(xs)):
-            for j in range(i + 1, len(xs)):
-                out[i, j] = out[j, i] = score(bx[i], bx[j])
-        return out
-    by = [reduced_basis(y, variance, epsilon, mode) for y in ys]
-    return np.array([[score(a, b) for b in by] for a in bx])
+    by = None if ys is None else [reduced_basis(y, variance, epsilon, mode) for y in ys]
+    return pair_scores(bx, by)
 
 
 def random_baseline(n: int, width_x: int, width_y: int, repeats: int, seed: int, variance: float = 0.9,

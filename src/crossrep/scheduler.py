@@ -1,0 +1,72 @@
+"""Where the reduction's Dask graph runs (`similarity.scheduler`): threads in this process, a
+`distributed.LocalCluster`, Dask workers submitted as Slurm jobs (dask_jobqueue), or one worker per GPU
+(dask_cuda). The graph and its results are the same whichever runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import dask
+
+from .config import Job
+from .errors import ConfigError
+
+
+@contextlib.contextmanager
+def scheduler(job: Job):
+    """Yields `run(tasks) -> results` for the job's scheduler, and shuts it down afterwards."""
+    kind, workers = job.similarity.scheduler, job.similarity.workers
+    if kind == "threads":
+        from dask.diagnostics import ProgressBar
+
+        def run(tasks):
+            with ProgressBar(minimum=2.0, out=sys.stderr):
+                return dask.compute(tasks, scheduler="threads", num_workers=workers)[0]
+
+        yield run
+        return
+    from distributed import Client
+
+    with _cluster(job, kind, workers) as cluster, Client(cluster) as client:
+        print(f"crossrep: Dask {kind} cluster, dashboard {client.dashboard_link}", file=sys.stderr)
+        if kind == "slurm":
+            client.wait_for_workers(1, timeout=job.executor.timeout_min * 60)
+
+        def run(tasks):
+            return client.compute(tasks, sync=True)
+
+        yield run
+
+
+def _cluster(job: Job, kind: str, workers: int):
+    if kind == "local":
+        from distributed import LocalCluster
+
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    if kind == "cuda":
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError:
+            raise ConfigError("similarity.scheduler: cuda needs dask_cuda (pip install dask-cuda)") from None
+        return LocalCUDACluster(dashboard_address=None)
+    if kind == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster
+        except ImportError:
+            raise ConfigError("similarity.scheduler: slurm needs dask_jobqueue (pip install dask-jobqueue)") from None
+        from .launch.profile import load_profile
+
+        if not job.executor.cluster:
+            raise ConfigError("similarity.scheduler: slurm takes its resources from executor.cluster (a profile)")
+        p = load_profile(job.executor.cluster)
+        res = p.reduce
+        cluster = SLURMCluster(
+            cores=res.cpus, processes=1, memory=f"{res.mem_gb}GB", queue=res.partition or p.partition,
+            account=p.account, walltime=f"{res.time_min // 60:02d}:{res.time_min % 60:02d}:00",
+            job_script_prologue=list(p.setup), log_directory=str(job.out / "logs" / "dask"),
+            job_name=f"crossrep-{job.name}-dask", dashboard_address=None,
+        )
+        cluster.scale(jobs=workers)
+        return cluster
+    raise ConfigError(f"similarity.scheduler: unknown {kind!r}")

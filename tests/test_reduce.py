@@ -1,0 +1,72 @@
+"""The reduction: the same results from every Dask scheduler and array backend, equal to pair-by-pair SVCCA."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from crossrep.config import load_job
+from crossrep.errors import StoreError
+from crossrep.plan import create_store
+from crossrep.extract import run_all
+from crossrep.reduce import array_backend, model_dataset, run as reduce_run
+from crossrep.store import ActivationStore, Shard
+from reference_svcca import reference_svcca
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory, demo_root, tiny):
+    import yaml
+
+    from conftest import job_dict
+
+    tmp = tmp_path_factory.mktemp("reduce")
+    path = tmp / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp / "out", demo_root, tiny, **{"data.languages": ["eng", "deu", "khm"]})))
+    job = load_job(path)
+    create_store(job, progress=False)
+    run_all(job, progress=False)
+    return path
+
+
+def test_threads_and_local_cluster_agree_and_match_reference(extracted):
+    threads = load_job(extracted, ["similarity.scheduler=threads"])
+    local = load_job(extracted, ["similarity.scheduler=local", "similarity.workers=2"])
+    store = ActivationStore(threads.out)
+    a = model_dataset(threads, store, "seamless")
+    b = model_dataset(local, store, "seamless")
+    xr.testing.assert_identical(a, b)
+    cl = store.model_attrs("seamless")["crosslingual_ids"]
+    for point in ("in", "2", "out"):
+        x = store.read(Shard(-1, "seamless", "text", "deu"), point, cl)
+        y = store.read(Shard(-1, "seamless", "speech", "khm"), point, cl)
+        assert float(a.text_speech.sel(pair=point, lang_a="deu", lang_b="khm")) == pytest.approx(
+            reference_svcca(x, y), abs=1e-6)
+
+
+def test_backend_choice(extracted):
+    assert array_backend("numpy") is np
+    try:
+        import cupy
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        has_gpu = False
+    if not has_gpu:
+        assert array_backend("auto") is np
+        with pytest.raises(StoreError, match="similarity.backend is cupy but CuPy cannot use a GPU here"):
+            array_backend("cupy")
+        return
+    gpu = load_job(extracted, ["similarity.backend=cupy"])
+    cpu = load_job(extracted, ["similarity.backend=numpy"])
+    store = ActivationStore(cpu.out)
+    xr.testing.assert_allclose(model_dataset(gpu, store, "seamless"), model_dataset(cpu, store, "seamless"),
+                               atol=1e-6)
+
+
+def test_reduce_writes_zarr_and_csv_readable_with_xarray(extracted):
+    job = load_job(extracted)
+    reduce_run(job)
+    ds = xr.open_zarr(job.out / "similarity.zarr", group="seamless", consolidated=False)
+    assert ds.text.dims == ("text_point", "lang_a", "lang_b") and ds.sizes["lang_a"] == 3
+    assert not (job.out / "similarity.zarr.partial").exists()
+    assert (job.out / "similarity.csv").read_text().startswith("model,family,point,lang_a,lang_b,svcca\n")
