@@ -12,12 +12,16 @@ method's floating-point operations divided by this machine's float64 matrix-mult
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -28,13 +32,14 @@ M, N = 194, 251
 
 
 def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
-    """float64 GEMM FLOP/s of this machine (best of a few runs)."""
+    """float64 GEMM FLOP/s of one core (best of a few runs); the floor assumes every worker runs at it."""
     a, b = np.random.default_rng(0).standard_normal((2, size, size))
     best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
+    with threadpool_limits(limits=1):
+        for _ in range(repeats):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
     return 2 * size ** 3 / best
 
 
@@ -45,47 +50,61 @@ def activations(rng, languages: int, n: int, width: int) -> list[np.ndarray]:
             for _ in range(languages)]
 
 
-def svd_flops(rows: int, cols: int) -> float:
-    """LAPACK economy SVD with vectors of a rows x cols matrix (rows <= cols): ~4 cols rows^2 + 22 rows^3."""
-    return 4 * cols * rows ** 2 + 22 * rows ** 3
+def basis_flops(n: int, d: int) -> float:
+    """Centred Gram matrix (2 n^2 d) and its symmetric eigen-decomposition with vectors (~4 n^3)."""
+    return 2 * n * n * d + 4 * n ** 3
 
 
-def values_flops(k: int) -> float:
-    """Singular values only of a k x k matrix: ~ (8/3) k^3."""
-    return 8 / 3 * k ** 3
+def pair_flops(ka: int, kb: int, n: int) -> float:
+    """Block product (2 ka kb n), the block's smaller Gram matrix (2 k^2 K), its eigenvalues (4/3 k^3)."""
+    k, big = min(ka, kb), max(ka, kb)
+    return 2 * ka * kb * n + 2 * k * k * big + 4 / 3 * k ** 3
 
 
-def one_point(rng, languages: int, width: int, stats: dict) -> dict[str, float]:
-    """Batched scores for the four families at one point; returns the per-family sums of work."""
-    text_cl, speech_cl = activations(rng, languages, M, width), activations(rng, languages, M, width)
-    text_cm, speech_cm = activations(rng, languages, N, width), activations(rng, languages, N, width)
+CHUNK = 128  # pairs per task, as crossrep.reduce splits a family
+
+
+def _basis(x):
+    with threadpool_limits(limits=1):
+        return reduced_basis(x)
+
+
+def _pairs(a, b, pairs):
+    with threadpool_limits(limits=1):
+        return pair_scores(a, b, pairs=pairs)
+
+
+def one_point(rng, languages: int, width: int, stats: dict, pool) -> dict:
+    """The four families at one point as crossrep.reduce runs them: one task per basis, then tasks of
+    CHUNK pairs, all on a pool of `workers` threads; timed without the data generation."""
+    sets = {"text_cl": activations(rng, languages, M, width), "speech_cl": activations(rng, languages, M, width),
+            "text_cm": activations(rng, languages, N, width), "speech_cm": activations(rng, languages, N, width)}
+    upper = [(i, j) for i in range(languages) for j in range(i + 1, languages)]
+    families = {"text": ("text_cl", "text_cl", upper), "speech": ("speech_cl", "speech_cl", upper),
+                "text_speech": ("text_cl", "speech_cl", [(i, j) for i in range(languages) for j in range(languages)]),
+                "crossmodal": ("text_cm", "speech_cm", [(i, i) for i in range(languages)])}
     t = time.perf_counter()
-    bases = {key: [reduced_basis(x) for x in xs] for key, xs in
-             (("text_cl", text_cl), ("speech_cl", speech_cl), ("text_cm", text_cm), ("speech_cm", speech_cm))}
-    results = {
-        "text": pair_scores(bases["text_cl"]),
-        "speech": pair_scores(bases["speech_cl"]),
-        "text_speech": pair_scores(bases["text_cl"], bases["speech_cl"]),
-        "crossmodal": pair_scores(bases["text_cm"], bases["speech_cm"], pairs=[(i, i) for i in range(languages)]),
-    }
+    flat = [(key, x) for key, xs in sets.items() for x in xs]
+    bases_flat = list(pool.map(lambda kx: _basis(kx[1]), flat))
+    bases = {key: bases_flat[k * languages:(k + 1) * languages] for k, key in enumerate(sets)}
+    tasks = [(fam, a, b, pairs[c:c + CHUNK]) for fam, (a, b, pairs) in families.items()
+             for c in range(0, len(pairs), CHUNK)]
+    parts = list(pool.map(lambda task: _pairs(bases[task[1]], bases[task[2]], task[3]), tasks))
     stats["seconds"] += time.perf_counter() - t
-    flops = sum(svd_flops(M, width) for _ in range(4 * languages)) + sum(svd_flops(N, width) for _ in range(2 * languages))
-    k = {key: [b.shape[1] for b in v] for key, v in bases.items()}
-    for fam, (a, b, pairs) in {
-        "text": ("text_cl", "text_cl", [(i, j) for i in range(languages) for j in range(i + 1, languages)]),
-        "speech": ("speech_cl", "speech_cl", [(i, j) for i in range(languages) for j in range(i + 1, languages)]),
-        "text_speech": ("text_cl", "speech_cl", [(i, j) for i in range(languages) for j in range(languages)]),
-        "crossmodal": ("text_cm", "speech_cm", [(i, i) for i in range(languages)]),
-    }.items():
-        n = M if fam != "crossmodal" else N
-        flops += 2 * sum(k[a]) * sum(k[b]) * n if fam != "crossmodal" else sum(2 * k[a][i] * k[b][i] * n for i, _ in pairs)
-        ka, kb = max(k[a]), max(k[b])
-        flops += len(pairs) * values_flops(min(ka, kb)) * max(ka, kb) / min(ka, kb)
+    out = {}
+    for fam, (a, b, pairs) in families.items():
+        scores = np.full((languages, languages), np.nan)
+        for (f, _, _, chunk), part in zip(tasks, parts):
+            if f == fam:
+                for i, j in chunk:
+                    scores[i, j] = part[i, j]
+        n = sets[a][0].shape[0]
+        ka, kb = max(x.shape[1] for x in bases[a]), max(x.shape[1] for x in bases[b])
+        stats["flops"] += len(pairs) * pair_flops(ka, kb, n)
         stats["pairs"] += len(pairs)
-    stats["flops"] += flops
-    return {"text": (text_cl, results["text"]), "speech": (speech_cl, results["speech"]),
-            "text_speech": ((text_cl, speech_cl), results["text_speech"]),
-            "crossmodal": ((text_cm, speech_cm), results["crossmodal"])}
+        out[fam] = (sets[a] if fam in ("text", "speech") else (sets[a], sets[b]), scores)
+    stats["flops"] += sum(basis_flops(*x.shape) for _, x in flat)
+    return out
 
 
 def pairwise_sample(data: dict, sample: int, rng) -> tuple[float, float, int]:
@@ -112,21 +131,23 @@ def pairwise_sample(data: dict, sample: int, rng) -> tuple[float, float, int]:
     return seconds / count, worst, count
 
 
-def run(languages: int, width: int, points: int, sample: int, rate: float) -> dict:
+def run(languages: int, width: int, points: int, sample: int, rate: float, workers: int) -> dict:
     rng = np.random.default_rng(width + languages)
     stats = {"seconds": 0.0, "flops": 0.0, "pairs": 0}
     per_pair, worst = [], 0.0
-    for p in range(points):
-        data = one_point(rng, languages, width, stats)
-        if p == 0 and sample:
-            sec, w, _ = pairwise_sample(data, sample, rng)
-            per_pair.append(sec)
-            worst = max(worst, w)
+    with ThreadPoolExecutor(workers) as pool:
+        for p in range(points):
+            data = one_point(rng, languages, width, stats, pool)
+            if p == 0 and sample:
+                sec, w, _ = pairwise_sample(data, sample, rng)
+                per_pair.append(sec)
+                worst = max(worst, w)
     pairwise = per_pair[0] * stats["pairs"] if per_pair else float("nan")
     return {"languages": languages, "width": width, "points": points, "pairs": stats["pairs"],
             "seconds": stats["seconds"], "pairs_per_s": stats["pairs"] / stats["seconds"],
             "pairwise_s": pairwise, "ratio": pairwise / stats["seconds"], "max_diff": worst,
-            "floor_s": stats["flops"] / rate, "of_floor": stats["seconds"] / (stats["flops"] / rate),
+            "floor_s": stats["flops"] / (rate * workers),
+            "of_floor": stats["seconds"] * rate * workers / stats["flops"],
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
 
 
@@ -134,13 +155,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--points", type=int, default=20)
     ap.add_argument("--sample", type=int, default=12, help="pairs per family timed pair by pair")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="concurrent blocks (Dask threads)")
     ap.add_argument("--big", action="store_true", help="also run 102 languages (5,151 pairs per point and family)")
     args = ap.parse_args()
     rate = matmul_rate()
-    print(f"float64 matrix multiply: {rate / 1e9:.1f} GFLOP/s")
-    rows = [run(30, 1024, args.points, args.sample, rate), run(30, 4096, args.points, args.sample, rate)]
+    print(f"float64 matrix multiply: {rate / 1e9:.1f} GFLOP/s per core; {args.workers} workers")
+    rows = [run(30, 1024, args.points, args.sample, rate, args.workers),
+            run(30, 4096, args.points, args.sample, rate, args.workers)]
     if args.big:
-        rows += [run(102, 1024, 1, 0, rate), run(102, 1024, 2, 0, rate)]
+        rows += [run(102, 1024, 1, 0, rate, args.workers), run(102, 1024, 2, 0, rate, args.workers)]
     head = ("langs", "width", "points", "pairs", "seconds", "pairs/s", "pairwise s", "ratio", "max diff",
             "floor s", "x floor", "peak GB")
     print(" | ".join(f"{h:>10}" for h in head))

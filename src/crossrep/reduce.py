@@ -16,6 +16,7 @@ from pathlib import Path
 import dask
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from . import languages as langs
 from .config import Job
@@ -53,38 +54,39 @@ def array_backend(name: str):
     return np
 
 
-def block(out: str, model: str, sim: dict, family: str, point_a: str, point_b: str, languages: list[str],
-          ids) -> np.ndarray:
-    """One Dask task: a family at one point of one model, read lazily from the store, scored in one batch.
-
-    `ids` is the shared id list, or (crossmodal) a mapping language -> ids.
-    """
-    xp = array_backend(sim["backend"])
-    store = ActivationStore(Path(out))
-    modality_a, modality_b = FAMILY_MODALITIES[family]
-
-    def basis(modality, lang, point, rows):
-        x = xp.asarray(store.read(Shard(-1, model, modality, lang), point, rows))
+def basis(out: str, model: str, sim: dict, modality: str, lang: str, point: str, ids: list[int]):
+    """One Dask task: a representation read lazily from the store, reduced to its SVCCA basis (once, for
+    every pair it is in). BLAS runs one thread per task: Dask's workers are the parallelism, and the small
+    matrix products of the reduction run faster unthreaded."""
+    with threadpool_limits(limits=1):
+        xp = array_backend(sim["backend"])
+        x = xp.asarray(ActivationStore(Path(out)).read(Shard(-1, model, modality, lang), point, ids))
         return reduced_basis(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
 
-    if family == "crossmodal":
-        a = [basis(modality_a, lang, point_a, ids[lang]) for lang in languages]
-        b = [basis(modality_b, lang, point_b, ids[lang]) for lang in languages]
-        return np.diag(pair_scores(a, b, pairs=[(i, i) for i in range(len(languages))]))
-    a = [basis(modality_a, lang, point_a, ids) for lang in languages]
-    if family in ("text", "speech"):
-        return pair_scores(a)
-    return pair_scores(a, [basis(modality_b, lang, point_b, ids) for lang in languages])
+
+def scores(bases_a: list, bases_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """One Dask task: SVCCA for a chunk of pairs (NaN elsewhere)."""
+    with threadpool_limits(limits=1):
+        return pair_scores(bases_a, bases_a if bases_b is None else bases_b, pairs=pairs)
+
+
+def assemble(parts: list[np.ndarray], symmetric: bool, diagonal: bool) -> np.ndarray:
+    """The family's matrix (or, for cross-modal, its diagonal) from the chunks' results."""
+    out = np.fmax.reduce(np.stack(parts), axis=0)
+    if symmetric:
+        upper = np.triu_indices(out.shape[0], 1)
+        out[upper[1], upper[0]] = out[upper]
+    return np.diag(out).copy() if diagonal else out
 
 
 def baseline(sim: dict, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
     seed = zlib.crc32(f"{sim['seed']}/{key}".encode())
-    return random_baseline(n, width_a, width_b, sim["baseline_repeats"], seed, sim["variance"], sim["epsilon"],
-                           sim["variance_mode"])
+    with threadpool_limits(limits=1):
+        return random_baseline(n, width_a, width_b, sim["baseline_repeats"], seed, sim["variance"], sim["epsilon"],
+                               sim["variance_mode"])
 
 
-FAMILY_MODALITIES = {"text": ("text", "text"), "speech": ("speech", "speech"), "text_speech": ("text", "speech"),
-                     "crossmodal": ("text", "speech")}
+PAIRS_PER_TASK = 128  # a family's pairs are split into tasks of this size, for load balance
 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
@@ -100,11 +102,31 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     pairs = attrs["pairs"]
     m, n = len(cl_ids), len(next(iter(cm_ids.values())))
     d = dask.delayed(pure=True)
+    cache: dict = {}
+
+    def bases(modality, point, ids_of):
+        keys = [(modality, lang, point, tuple(ids_of(lang))) for lang in languages]
+        for key in keys:
+            if key not in cache:
+                cache[key] = d(basis)(out, model, sim, key[0], key[1], key[2], list(key[3]))
+        return [cache[key] for key in keys]
+
+    count = len(languages)
+    upper = [(i, j) for i in range(count) for j in range(i + 1, count)]
+    full = [(i, j) for i in range(count) for j in range(count)]
+    diag = [(i, i) for i in range(count)]
+
+    def family(a, b, pairs_of, symmetric=False, diagonal=False):
+        parts = [d(scores)(a, b, pairs_of[c:c + PAIRS_PER_TASK]) for c in range(0, len(pairs_of), PAIRS_PER_TASK)]
+        return d(assemble)(parts, symmetric, diagonal)
+
+    shared, own = (lambda lang: cl_ids), (lambda lang: cm_ids[lang])
     tasks = {
-        "text": [d(block)(out, model, sim, "text", p["name"], p["name"], languages, cl_ids) for p in tp],
-        "speech": [d(block)(out, model, sim, "speech", p["name"], p["name"], languages, cl_ids) for p in sp],
-        "text_speech": [d(block)(out, model, sim, "text_speech", t, s, languages, cl_ids) for _, t, s in pairs],
-        "crossmodal": [d(block)(out, model, sim, "crossmodal", t, s, languages, cm_ids) for _, t, s in pairs],
+        "text": [family(bases("text", p["name"], shared), None, upper, symmetric=True) for p in tp],
+        "speech": [family(bases("speech", p["name"], shared), None, upper, symmetric=True) for p in sp],
+        "text_speech": [family(bases("text", t, shared), bases("speech", s, shared), full) for _, t, s in pairs],
+        "crossmodal": [family(bases("text", t, own), bases("speech", s, own), diag, diagonal=True)
+                       for _, t, s in pairs],
         "baseline_text": [d(baseline)(sim, f"{model}/text/{p['name']}", m, p["width"], p["width"]) for p in tp],
         "baseline_speech": [d(baseline)(sim, f"{model}/speech/{p['name']}", m, p["width"], p["width"])
                             for p in sp],
