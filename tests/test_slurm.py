@@ -280,3 +280,16 @@ def test_plain_sbatch_templates(cluster, reference, tmp_path, demo_root, tiny):
              what="the aggregation job")
     assert sacct_states([agg])[agg] == "COMPLETED", (tmp_path / f"crossrep-aggregate-{agg}.log").read_text()
     assert_same_results(tmp_path / "job", reference)
+
+
+def test_reduction_on_dask_workers_submitted_to_slurm(cluster, reference):
+    from crossrep.reduce import model_dataset
+    from crossrep.store import ActivationStore
+
+    job = load_job(reference / "job.yaml", ["similarity.scheduler=slurm", "similarity.workers=1",
+                                             "executor.kind=slurm", "executor.cluster=dev"])
+    ds = model_dataset(job, ActivationStore(reference), "seamless")
+    ref = xr.open_zarr(reference / "similarity.zarr", group="seamless", consolidated=False).load()
+    xr.testing.assert_identical(ds, ref)
+    logs = list((reference / "logs" / "dask").glob("*.err"))
+    assert logs, "the Dask workers ran as Slurm jobs and logged under <out>/logs/dask"
