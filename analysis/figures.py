@@ -20,12 +20,16 @@ COLORS = {"all": "black", "high": "tab:blue", "medium": "tab:orange", "low": "ta
 
 
 def run(job: Job) -> Path:
+    """Every figure for every measure: the first measure of the job unsuffixed, the others `_<measure>`."""
     out = job.out / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    datasets = {m.name: open_similarity(job.out, m.name) for m in job.models}
-    fig2(datasets, out)
-    fig3(datasets, out)
-    fig5(datasets, out)
+    full = {m.name: open_similarity(job.out, m.name) for m in job.models}
+    for k, measure in enumerate(job.similarity.measures):
+        datasets = {name: ds.sel(measure=measure) for name, ds in full.items()}
+        suffix = "" if k == 0 else f"_{measure}"
+        fig2(datasets, out, suffix, measure)
+        fig3(datasets, out, suffix, measure)
+        fig5(datasets, out, suffix, measure)
     return out
 
 
@@ -46,7 +50,7 @@ def _ticks(ax, depths, labels) -> None:
     ax.set_xticklabels(list(labels), rotation=90, fontsize=7)
 
 
-def fig2(datasets: dict, out: Path) -> None:
+def fig2(datasets: dict, out: Path, suffix: str, measure: str) -> None:
     fig, axes = _axes(len(datasets))
     rows = []
     for ax, (model, ds) in zip(axes, datasets.items()):
@@ -60,14 +64,14 @@ def fig2(datasets: dict, out: Path) -> None:
         base = ds.baseline_crossmodal.mean("repeat")
         ax.plot(ds.pair_depth.values, base.values, ls="--", color="gray", label="random baseline")
         _ticks(ax, ds.pair_depth.values, ds.pair.values)
-        ax.set(title=f"{model}: cross-modal (text vs speech)", xlabel="point", ylabel="SVCCA", ylim=(0, 1.02))
+        ax.set(title=f"{model}: cross-modal (text vs speech)", xlabel="point", ylabel=measure, ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
-    _save(fig, out, "fig2_crossmodal")
-    tables.write_csv(out / "fig2_crossmodal.csv", ("model", "pair", "depth", "group", "mean_svcca", "languages"),
+    _save(fig, out, "fig2_crossmodal" + suffix)
+    tables.write_csv(out / f"fig2_crossmodal{suffix}.csv", ("model", "pair", "depth", "group", "mean", "languages"),
                      rows)
 
 
-def fig3(datasets: dict, out: Path) -> None:
+def fig3(datasets: dict, out: Path, suffix: str, measure: str) -> None:
     fig, axes = _axes(len(datasets))
     rows = []
     for ax, (model, ds) in zip(axes, datasets.items()):
@@ -82,15 +86,15 @@ def fig3(datasets: dict, out: Path) -> None:
                     label=f"{modality} random baseline")
             if modality == "speech":
                 _ticks(ax, ds[f"{modality}_depth"].values, ds[dim].values)
-        ax.set(title=f"{model}: cross-lingual, mean over language pairs", xlabel="point", ylabel="SVCCA",
-               ylim=(0, 1.02))
+        ax.set(title=f"{model}: cross-lingual, mean over language pairs", xlabel="point", ylabel=measure,
+               ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
-    _save(fig, out, "fig3_crosslingual")
-    tables.write_csv(out / "fig3_crosslingual.csv",
-                     ("model", "modality", "point", "depth", "mean_svcca", "std_svcca", "pairs"), rows)
+    _save(fig, out, "fig3_crosslingual" + suffix)
+    tables.write_csv(out / f"fig3_crosslingual{suffix}.csv",
+                     ("model", "modality", "point", "depth", "mean", "std", "pairs"), rows)
 
 
-def fig5(datasets: dict, out: Path) -> None:
+def fig5(datasets: dict, out: Path, suffix: str, measure: str) -> None:
     fig, axes = _axes(len(datasets), width=max(6.0, 0.28 * max(len(ds.lang) for ds in datasets.values())))
     rows = []
     for ax, (model, ds) in zip(axes, datasets.items()):
@@ -106,9 +110,9 @@ def fig5(datasets: dict, out: Path) -> None:
         ax.scatter(list(x), [r[2] for r in table], color="tab:red", zorder=3, s=14, label="cross-modal, same language")
         ax.set_xticks(list(x))
         ax.set_xticklabels([r[0] for r in table], rotation=90, fontsize=7)
-        ax.set(title=f"{model}: per language at point {pair}", ylabel="SVCCA", ylim=(0, 1.02))
+        ax.set(title=f"{model}: per language at point {pair}", ylabel=measure, ylim=(-0.02, 1.02))
         ax.legend(fontsize=6)
-    _save(fig, out, "fig5_last_layer")
-    tables.write_csv(out / "fig5_last_layer.csv",
+    _save(fig, out, "fig5_last_layer" + suffix)
+    tables.write_csv(out / f"fig5_last_layer{suffix}.csv",
                      ("model", "pair", "lang", "level", "crossmodal", "text_min", "text_max", "speech_min",
                       "speech_max", "text_speech_min", "text_speech_max"), rows)

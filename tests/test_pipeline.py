@@ -34,7 +34,9 @@ def test_outputs_exist_and_are_labelled(debug_run):
     for name in ("fig2_crossmodal", "fig3_crosslingual", "fig5_last_layer"):
         for ext in ("png", "pdf", "csv"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
-    ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
+    full = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
+    assert list(full.measure.values) == ["svcca", "cka", "cka_debiased", "mknn"]
+    ds = full.sel(measure="svcca")
     langs = ["eng", "deu", "fra", "khm"]
     assert list(ds.lang.values) == langs and list(ds.lang_a.values) == langs
     assert list(ds.text_point.values) == ["in", "1", "2", "3", "4", "out"]
@@ -46,15 +48,17 @@ def test_outputs_exist_and_are_labelled(debug_run):
     assert np.allclose(text, np.swapaxes(text, 1, 2), equal_nan=True)
     assert ds.attrs["variance"] == 0.9 and ds.attrs["crosslingual_sentences"] == 12
     lines = (out / "similarity.csv").read_text().splitlines()
-    # text 6 points x 6 pairs + speech 7 x 6 + text_speech 7 x 16 + crossmodal 7 x 4
-    assert len(lines) - 1 == 36 + 42 + 112 + 28
-    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 6 + 7 + 7 + 7
+    assert lines[0] == "model,measure,family,point,lang_a,lang_b,score"
+    # per measure: text 6 points x 6 pairs + speech 7 x 6 + text_speech 7 x 16 + crossmodal 7 x 4
+    assert len(lines) - 1 == 4 * (36 + 42 + 112 + 28)
+    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 4 * (6 + 7 + 7 + 7)
+    assert (out / "figures" / "fig2_crossmodal_cka_debiased.png").stat().st_size > 0
 
 
 def test_similarity_equals_reference_on_stored_activations(debug_run):
     out = debug_run.out
     store = ActivationStore(out)
-    ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
+    ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False).sel(measure="svcca")
     attrs = store.model_attrs("seamless")
     cl = attrs["crosslingual_ids"]
     x = store.read(Shard(-1, "seamless", "text", "eng"), "2", cl)

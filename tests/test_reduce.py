@@ -39,7 +39,7 @@ def test_threads_and_local_cluster_agree_and_match_reference(extracted):
     for point in ("in", "2", "out"):
         x = store.read(Shard(-1, "seamless", "text", "deu"), point, cl)
         y = store.read(Shard(-1, "seamless", "speech", "khm"), point, cl)
-        assert float(a.text_speech.sel(pair=point, lang_a="deu", lang_b="khm")) == pytest.approx(
+        assert float(a.text_speech.sel(measure="svcca", pair=point, lang_a="deu", lang_b="khm")) == pytest.approx(
             reference_svcca(x, y), abs=1e-6)
 
 
@@ -67,6 +67,6 @@ def test_reduce_writes_zarr_and_csv_readable_with_xarray(extracted):
     job = load_job(extracted)
     reduce_run(job)
     ds = xr.open_zarr(job.out / "similarity.zarr", group="seamless", consolidated=False)
-    assert ds.text.dims == ("text_point", "lang_a", "lang_b") and ds.sizes["lang_a"] == 3
+    assert ds.text.dims == ("measure", "text_point", "lang_a", "lang_b") and ds.sizes["lang_a"] == 3
     assert not (job.out / "similarity.zarr.partial").exists()
-    assert (job.out / "similarity.csv").read_text().startswith("model,family,point,lang_a,lang_b,svcca\n")
+    assert (job.out / "similarity.csv").read_text().startswith("model,measure,family,point,lang_a,lang_b,score\n")

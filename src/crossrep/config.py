@@ -54,6 +54,8 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class SimilarityConfig:
+    measures: tuple[str, ...]  # svcca, cka, cka_debiased, mknn (see crossrep.measures)
+    knn: int  # neighbours for mknn
     variance: float  # share of variance kept by the SVD step of SVCCA
     variance_mode: str  # "singular": sum of singular values (google/svcca's sum_threshold); "squared": of their squares
     epsilon: float
@@ -290,7 +292,17 @@ def parse_job(raw: dict, source: str = "") -> Job:
     e.done()
 
     s = _Section(top.get("similarity", None), "similarity", required=False)
+    raw_measures = s.get("measures", ["svcca"])
+    raw_measures = [raw_measures] if isinstance(raw_measures, str) else raw_measures
+    from .measures import MEASURES as known
+
+    if not isinstance(raw_measures, list) or not raw_measures or any(m not in known for m in raw_measures) \
+            or len(set(raw_measures)) != len(raw_measures):
+        raise ConfigError(f"similarity.measures: expected a list of distinct measures from {', '.join(known)}, "
+                          f"got {raw_measures!r}")
     similarity = SimilarityConfig(
+        measures=tuple(raw_measures),
+        knn=s.int("knn", 10, minimum=1),
         variance=s.float("variance", 0.9, low=1e-6, high=1.0),
         variance_mode=s.choice("variance_mode", ("singular", "squared"), "singular"),
         epsilon=s.float("epsilon", 1e-10, low=0.0, high=1.0),

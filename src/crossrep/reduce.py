@@ -23,7 +23,7 @@ from .config import Job
 from .errors import StoreError
 from .plan import shards as all_shards
 from .store import ActivationStore, Shard
-from .svcca import pair_scores, random_baseline, reduced_basis
+from . import measures
 
 FILENAME = "similarity.zarr"
 FAMILIES = ("text", "speech", "text_speech", "crossmodal")
@@ -54,20 +54,21 @@ def array_backend(name: str):
     return np
 
 
-def basis(out: str, model: str, sim: dict, modality: str, lang: str, point: str, ids: list[int]):
-    """One Dask task: a representation read lazily from the store, reduced to its SVCCA basis (once, for
-    every pair it is in). BLAS runs one thread per task: Dask's workers are the parallelism, and the small
-    matrix products of the reduction run faster unthreaded."""
+def prepared(out: str, model: str, sim: dict, measure: str, modality: str, lang: str, point: str,
+             ids: list[int]):
+    """One Dask task: a representation read lazily from the store and prepared for a measure (for SVCCA its
+    reduced basis), once for every pair it is in. BLAS runs one thread per task: Dask's workers are the
+    parallelism, and the small matrix products of the reduction run faster unthreaded."""
     with threadpool_limits(limits=1):
         xp = array_backend(sim["backend"])
         x = xp.asarray(ActivationStore(Path(out)).read(Shard(-1, model, modality, lang), point, ids))
-        return reduced_basis(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
+        return measures.prepare(measure, x, sim)
 
 
-def scores(bases_a: list, bases_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """One Dask task: SVCCA for a chunk of pairs (NaN elsewhere)."""
+def scores(measure: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """One Dask task: a measure for a chunk of pairs (NaN elsewhere)."""
     with threadpool_limits(limits=1):
-        return pair_scores(bases_a, bases_a if bases_b is None else bases_b, pairs=pairs)
+        return measures.pair_matrix(measure, reps_a, reps_b, pairs)
 
 
 def assemble(parts: list[np.ndarray], symmetric: bool, diagonal: bool) -> np.ndarray:
@@ -79,18 +80,17 @@ def assemble(parts: list[np.ndarray], symmetric: bool, diagonal: bool) -> np.nda
     return np.diag(out).copy() if diagonal else out
 
 
-def baseline(sim: dict, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
+def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
     seed = zlib.crc32(f"{sim['seed']}/{key}".encode())
     with threadpool_limits(limits=1):
-        return random_baseline(n, width_a, width_b, sim["baseline_repeats"], seed, sim["variance"], sim["epsilon"],
-                               sim["variance_mode"])
+        return measures.random_baseline(measure, n, width_a, width_b, sim["baseline_repeats"], seed, sim)
 
 
 PAIRS_PER_TASK = 128  # a family's pairs are split into tasks of this size, for load balance
 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
-    """The lazy computations of one model, run on Dask's threaded scheduler, as an xarray Dataset."""
+    """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset."""
     attrs = store.model_attrs(model)
     sim = vars(job.similarity)
     out = str(job.out)
@@ -103,53 +103,63 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     m, n = len(cl_ids), len(next(iter(cm_ids.values())))
     d = dask.delayed(pure=True)
     cache: dict = {}
-
-    def bases(modality, point, ids_of):
-        keys = [(modality, lang, point, tuple(ids_of(lang))) for lang in languages]
-        for key in keys:
-            if key not in cache:
-                cache[key] = d(basis)(out, model, sim, key[0], key[1], key[2], list(key[3]))
-        return [cache[key] for key in keys]
-
     count = len(languages)
     upper = [(i, j) for i in range(count) for j in range(i + 1, count)]
     full = [(i, j) for i in range(count) for j in range(count)]
     diag = [(i, i) for i in range(count)]
+    shared, own = (lambda lang: cl_ids), (lambda lang: cm_ids[lang])
 
-    def family(a, b, pairs_of, symmetric=False, diagonal=False):
-        parts = [d(scores)(a, b, pairs_of[c:c + PAIRS_PER_TASK]) for c in range(0, len(pairs_of), PAIRS_PER_TASK)]
+    def reps(measure, modality, point, ids_of):
+        keys = [(measure, modality, lang, point, tuple(ids_of(lang))) for lang in languages]
+        for key in keys:
+            if key not in cache:
+                cache[key] = d(prepared)(out, model, sim, *key[:4], list(key[4]))
+        return [cache[key] for key in keys]
+
+    def family(measure, a, b, pairs_of, symmetric=False, diagonal=False):
+        parts = [d(scores)(measure, a, b, pairs_of[c:c + PAIRS_PER_TASK])
+                 for c in range(0, len(pairs_of), PAIRS_PER_TASK)]
         return d(assemble)(parts, symmetric, diagonal)
 
-    shared, own = (lambda lang: cl_ids), (lambda lang: cm_ids[lang])
-    tasks = {
-        "text": [family(bases("text", p["name"], shared), None, upper, symmetric=True) for p in tp],
-        "speech": [family(bases("speech", p["name"], shared), None, upper, symmetric=True) for p in sp],
-        "text_speech": [family(bases("text", t, shared), bases("speech", s, shared), full) for _, t, s in pairs],
-        "crossmodal": [family(bases("text", t, own), bases("speech", s, own), diag, diagonal=True)
-                       for _, t, s in pairs],
-        "baseline_text": [d(baseline)(sim, f"{model}/text/{p['name']}", m, p["width"], p["width"]) for p in tp],
-        "baseline_speech": [d(baseline)(sim, f"{model}/speech/{p['name']}", m, p["width"], p["width"])
-                            for p in sp],
-        "baseline_text_speech": [d(baseline)(sim, f"{model}/text_speech/{lbl}", m, width["text", t],
-                                             width["speech", s]) for lbl, t, s in pairs],
-        "baseline_crossmodal": [d(baseline)(sim, f"{model}/crossmodal/{lbl}", n, width["text", t],
-                                            width["speech", s]) for lbl, t, s in pairs],
-    }
-    results = compute(tasks, job)
-    stack = {k: np.stack(v) if v else np.empty((0,)) for k, v in results.items()}
+    def tasks_for(me):
+        return {
+            "text": [family(me, reps(me, "text", p["name"], shared), None, upper, symmetric=True) for p in tp],
+            "speech": [family(me, reps(me, "speech", p["name"], shared), None, upper, symmetric=True) for p in sp],
+            "text_speech": [family(me, reps(me, "text", t, shared), reps(me, "speech", s, shared), full)
+                            for _, t, s in pairs],
+            "crossmodal": [family(me, reps(me, "text", t, own), reps(me, "speech", s, own), diag, diagonal=True)
+                           for _, t, s in pairs],
+            "baseline_text": [d(baseline)(sim, me, f"{model}/text/{p['name']}", m, p["width"], p["width"])
+                              for p in tp],
+            "baseline_speech": [d(baseline)(sim, me, f"{model}/speech/{p['name']}", m, p["width"], p["width"])
+                                for p in sp],
+            "baseline_text_speech": [d(baseline)(sim, me, f"{model}/text_speech/{lbl}", m, width["text", t],
+                                                 width["speech", s]) for lbl, t, s in pairs],
+            "baseline_crossmodal": [d(baseline)(sim, me, f"{model}/crossmodal/{lbl}", n, width["text", t],
+                                                width["speech", s]) for lbl, t, s in pairs],
+        }
+
+    names = job.similarity.measures
+    results = compute({me: tasks_for(me) for me in names}, job)
+    shapes = {"text": (len(tp), count, count), "speech": (len(sp), count, count),
+              "text_speech": (len(pairs), count, count), "crossmodal": (len(pairs), count),
+              "baseline_text": (len(tp), -1), "baseline_speech": (len(sp), -1),
+              "baseline_text_speech": (len(pairs), -1), "baseline_crossmodal": (len(pairs), -1)}
+    stack = {k: np.stack([np.asarray(results[me][k]).reshape(shape) for me in names]) for k, shape in shapes.items()}
     lang_info = [langs.get(code) for code in languages]
     ds = xr.Dataset(
         {
-            "text": (("text_point", "lang_a", "lang_b"), stack["text"]),
-            "speech": (("speech_point", "lang_a", "lang_b"), stack["speech"]),
-            "text_speech": (("pair", "lang_a", "lang_b"), stack["text_speech"].reshape(len(pairs), *([len(languages)] * 2))),
-            "crossmodal": (("pair", "lang"), stack["crossmodal"].reshape(len(pairs), len(languages))),
-            "baseline_text": (("text_point", "repeat"), stack["baseline_text"]),
-            "baseline_speech": (("speech_point", "repeat"), stack["baseline_speech"]),
-            "baseline_text_speech": (("pair", "repeat"), stack["baseline_text_speech"].reshape(len(pairs), -1)),
-            "baseline_crossmodal": (("pair", "repeat"), stack["baseline_crossmodal"].reshape(len(pairs), -1)),
+            "text": (("measure", "text_point", "lang_a", "lang_b"), stack["text"]),
+            "speech": (("measure", "speech_point", "lang_a", "lang_b"), stack["speech"]),
+            "text_speech": (("measure", "pair", "lang_a", "lang_b"), stack["text_speech"]),
+            "crossmodal": (("measure", "pair", "lang"), stack["crossmodal"]),
+            "baseline_text": (("measure", "text_point", "repeat"), stack["baseline_text"]),
+            "baseline_speech": (("measure", "speech_point", "repeat"), stack["baseline_speech"]),
+            "baseline_text_speech": (("measure", "pair", "repeat"), stack["baseline_text_speech"]),
+            "baseline_crossmodal": (("measure", "pair", "repeat"), stack["baseline_crossmodal"]),
         },
         coords={
+            "measure": _str(names),
             "lang": _str(languages), "lang_a": _str(languages), "lang_b": _str(languages),
             "level": ("lang", _str([x.level for x in lang_info])),
             "family": ("lang", _str([x.family for x in lang_info])),
@@ -163,12 +173,13 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             "repeat": np.arange(job.similarity.baseline_repeats),
         },
         attrs={
-            "model": model, "adapter": attrs["adapter"], "checkpoint": attrs["checkpoint"], "measure": "svcca",
+            "model": model, "adapter": attrs["adapter"], "checkpoint": attrs["checkpoint"],
             "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
-            "epsilon": job.similarity.epsilon, "crosslingual_sentences": m, "crossmodal_sentences": n,
-            "description": "text/speech: cross-lingual SVCCA (lang_a vs lang_b, same modality, diagonal NaN); "
+            "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
+            "crosslingual_sentences": m, "crossmodal_sentences": n,
+            "description": "text/speech: cross-lingual similarity (lang_a vs lang_b, same modality, diagonal NaN); "
                            "text_speech: text of lang_a vs speech of lang_b; crossmodal: text vs speech of one "
-                           "language; baseline_*: SVCCA of random normal arrays of the same sizes",
+                           "language; baseline_*: the measure on random normal arrays of the same sizes",
         },
     )
     return ds
@@ -204,31 +215,29 @@ def run(job: Job) -> Path:
 
 
 def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
+    """similarity.csv (one row per score) and baseline.csv (mean and std of the random baselines)."""
     rows, base = [], []
-    for model, ds in datasets.items():
-        for family, dim in (("text", "text_point"), ("speech", "speech_point"), ("text_speech", "pair")):
-            for point in ds[dim].values:
-                mat = ds[family].sel({dim: point}).values
-                for i, a in enumerate(ds.lang_a.values):
-                    for j, b in enumerate(ds.lang_b.values):
-                        if family != "text_speech" and j <= i:
-                            continue
-                        rows.append((model, family, point, a, b, mat[i, j]))
-            base_var = ds[f"baseline_{family}"]
-            for point in ds[dim].values:
-                v = base_var.sel({dim: point}).values
-                base.append((model, family, point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
-        for point in ds.pair.values:
-            for lang, value in zip(ds.lang.values, ds.crossmodal.sel(pair=point).values):
-                rows.append((model, "crossmodal", point, lang, lang, value))
-            v = ds.baseline_crossmodal.sel(pair=point).values
-            base.append((model, "crossmodal", point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
+    for model, full in datasets.items():
+        for measure in full.measure.values:
+            ds = full.sel(measure=measure)
+            for family, dim in (("text", "text_point"), ("speech", "speech_point"), ("text_speech", "pair"),
+                                ("crossmodal", "pair")):
+                for point in ds[dim].values:
+                    values = ds[family].sel({dim: point}).values
+                    if family == "crossmodal":
+                        rows += [(model, measure, family, point, a, a, v) for a, v in zip(ds.lang.values, values)]
+                    else:
+                        rows += [(model, measure, family, point, a, b, values[i, j])
+                                 for i, a in enumerate(ds.lang_a.values) for j, b in enumerate(ds.lang_b.values)
+                                 if family == "text_speech" or j > i]
+                    v = ds[f"baseline_{family}"].sel({dim: point}).values
+                    base.append((model, measure, family, point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
     with open(out / "similarity.csv", "w", encoding="utf-8") as f:
-        f.write("model,family,point,lang_a,lang_b,svcca\n")
-        f.writelines(f"{m},{fam},{p},{a},{b},{v:.8f}\n" for m, fam, p, a, b, v in rows)
+        f.write("model,measure,family,point,lang_a,lang_b,score\n")
+        f.writelines(f"{m},{me},{fam},{p},{a},{b},{v:.8f}\n" for m, me, fam, p, a, b, v in rows)
     with open(out / "baseline.csv", "w", encoding="utf-8") as f:
-        f.write("model,family,point,mean,std\n")
-        f.writelines(f"{m},{fam},{p},{mu:.8f},{sd:.8f}\n" for m, fam, p, mu, sd in base)
+        f.write("model,measure,family,point,mean,std\n")
+        f.writelines(f"{m},{me},{fam},{p},{mu:.8f},{sd:.8f}\n" for m, me, fam, p, mu, sd in base)
 
 
 def open_similarity(out: Path, model: str) -> xr.Dataset:
