@@ -193,14 +193,20 @@ def test_packed_allocation_runs_one_shard_per_gpu(cluster, reference, tmp_path, 
     assert_same_results(tmp_path / "job", reference)
 
 
-def test_scancel_then_resume_completes_without_recomputing(cluster, slow, tmp_path, demo_root):
-    ckpt, reference = slow
-    path = slurm_job(tmp_path, demo_root, ckpt, **SLOW)
+def submit_and_catch(tmp_path, root, ckpt, index: int, key: str):
+    """Submit the slow job and return once shard `index` (`key`) has two chunks done: (path, out, task)."""
+    path = slurm_job(tmp_path, root, ckpt, **SLOW)
     out = tmp_path / "job"
     crossrep("run", path)
-    key = "seamless/speech/eng"
-    task = next(t["id"] for t in submission(out)["extract"] if t["shards"] == [2])
+    task = next(t["id"] for t in submission(out)["extract"] if t["shards"] == [index])
     wait_for(lambda: len(chunks_done(out, key)) >= 2, interval=0.05, what=f"two chunks of {key}")
+    return path, out, task
+
+
+def test_scancel_then_resume_completes_without_recomputing(cluster, slow, tmp_path, demo_root):
+    ckpt, reference = slow
+    key = "seamless/speech/eng"
+    path, out, task = submit_and_catch(tmp_path, demo_root, ckpt, 2, key)
     # submitit ignores SIGTERM: the task runs on for KillWait (2 s on the dev cluster), then is killed
     subprocess.run(["scancel", task], check=True)
     wait_for(lambda: idle(out), what="the submitted jobs to end")
@@ -221,12 +227,8 @@ def test_scancel_then_resume_completes_without_recomputing(cluster, slow, tmp_pa
 
 def test_preemption_signal_requeues_and_continues(cluster, slow, tmp_path, demo_root):
     ckpt, reference = slow
-    path = slurm_job(tmp_path, demo_root, ckpt, **SLOW)
-    out = tmp_path / "job"
-    crossrep("run", path)
     key = "seamless/speech/deu"
-    task = next(t["id"] for t in submission(out)["extract"] if t["shards"] == [3])
-    wait_for(lambda: len(chunks_done(out, key)) >= 2, interval=0.05, what=f"two chunks of {key}")
+    path, out, task = submit_and_catch(tmp_path, demo_root, ckpt, 3, key)
     subprocess.run(["scancel", "--signal=USR2", task], check=True)
     wait_for(lambda: "Restarts=1" in subprocess.run(["scontrol", "show", "job", task], capture_output=True,
                                                     text=True).stdout, what="the task to be requeued")
