@@ -38,7 +38,7 @@ def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
                        crosslingual_sentences=12)
     job["models"][0]["checkpoint"] = str(checkpoint)
     job["extract"].update(batch_size=4, chunk_size=8)
-    job["similarity"].update(baseline_repeats=2)
+    job["similarity"].update(baseline_repeats=2, measures=["svcca"])
     for key, value in changes.items():
         node = job
         *path, last = key.split(".")

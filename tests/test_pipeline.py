@@ -23,7 +23,8 @@ def debug_run(tmp_path_factory, demo_root, tiny):
 
     tmp = tmp_path_factory.mktemp("pipeline")
     path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{"executor.kind": "debug"})))
+    path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{
+        "executor.kind": "debug", "similarity.measures": ["svcca", "cka", "cka_debiased", "mknn"]})))
     job = load_job(path)
     launcher(job).run()
     return job
@@ -98,8 +99,9 @@ def test_local_executor_gives_identical_stores(debug_run, tmp_path, demo_root, t
     from conftest import job_dict
 
     path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny,
-                                            **{"executor.kind": "local", "executor.workers": 2})))
+    path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny, **{
+        "executor.kind": "local", "executor.workers": 2,
+        "similarity.measures": ["svcca", "cka", "cka_debiased", "mknn"]})))
     proc = subprocess.run([sys.executable, "-m", "crossrep", "run", str(path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

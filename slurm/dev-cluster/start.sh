@@ -6,7 +6,7 @@
 set -euo pipefail
 DIR=${CROSSREP_SLURM_DIR:-/tmp/crossrep-slurm}
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc: it follows OMP_NUM_THREADS, which Dask sets
 MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 2048 ))
 MAXARRAY=${CROSSREP_SLURM_MAX_ARRAY_SIZE:-1001}
 PORT=${CROSSREP_SLURM_DB_PORT:-3307}
