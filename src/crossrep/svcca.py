@@ -144,11 +144,3 @@ def svcca_matrix(xs: list, ys: list | None = None, variance: float = 0.9, epsilo
     bx = [reduced_basis(x, variance, epsilon, mode) for x in xs]
     by = None if ys is None else [reduced_basis(y, variance, epsilon, mode) for y in ys]
     return pair_scores(bx, by)
-
-
-def random_baseline(n: int, width_x: int, width_y: int, repeats: int, seed: int, variance: float = 0.9,
-                    epsilon: float = 1e-10, mode: str = "singular") -> np.ndarray:
-    """SVCCA of independent standard-normal arrays of the compared sizes, `repeats` times."""
-    rng = np.random.default_rng(seed)
-    return np.array([svcca(rng.standard_normal((n, width_x)), rng.standard_normal((n, width_y)),
-                           variance, epsilon, mode) for _ in range(repeats)])

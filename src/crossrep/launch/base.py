@@ -42,6 +42,19 @@ class Launcher(ABC):
         """Run (or submit) the given stages; with `wait`, return when they have ended."""
 
 
+def collect(jobs: list, stage: str) -> None:
+    """Wait for submitit jobs; raise StageFailed listing each failed task's last error line and log."""
+    failures = []
+    for j in jobs:
+        try:
+            j.results()
+        except Exception as exc:  # submitit wraps the task's exception, or reports the Slurm state
+            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+            failures.append(f"{j.job_id}: {lines[-1] if lines else type(exc).__name__} (log: {j.paths.stderr})")
+    if failures:
+        raise StageFailed(f"{stage}: {len(failures)} of {len(jobs)} tasks failed:\n  " + "\n  ".join(failures))
+
+
 def follow(store: ActivationStore, job: Job, indices: list[int], running, interval: float = 1.0) -> None:
     """Show chunks done over all chunks of `indices` until `running()` turns false."""
     table = shards(job)

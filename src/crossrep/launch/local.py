@@ -9,7 +9,7 @@ import submitit
 from ..extract import run_task, write_resolved
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
-from .base import Launcher, StageFailed, follow
+from .base import Launcher, collect, follow
 
 
 class LocalLauncher(Launcher):
@@ -32,7 +32,7 @@ class LocalLauncher(Launcher):
         for stage, fn in (("reduce", reduce_stage), ("aggregate", aggregate_stage)):
             if stage in stages:
                 print(f"crossrep: stage {stage} ...", file=sys.stderr)
-                _results([self.executor(stage).submit(fn, job_file)], stage)
+                collect([self.executor(stage).submit(fn, job_file)], f"stage {stage}")
 
     def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
         workers = 1 if self.debug else min(self.job.executor.workers, len(indices))
@@ -40,23 +40,7 @@ class LocalLauncher(Launcher):
         ex = self.executor("extract")
         jobs = ex.map_array(run_task, [job_file] * workers, groups)
         if self.debug:
-            _results(jobs, "extract")
+            collect(jobs, "stage extract")
             return
         follow(store, self.job, indices, lambda: not all(j.done() for j in jobs))
-        _results(jobs, "extract")
-
-
-def _results(jobs, stage: str) -> None:
-    failures = []
-    for j in jobs:
-        try:
-            j.results()
-        except Exception as exc:  # submitit wraps the task's exception with its traceback
-            failures.append(f"task {j.job_id}: {_last_line(exc)} (log: {j.paths.stderr})")
-    if failures:
-        raise StageFailed(f"stage {stage}: {len(failures)} of {len(jobs)} tasks failed:\n  " + "\n  ".join(failures))
-
-
-def _last_line(exc: Exception) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
+        collect(jobs, "stage extract")

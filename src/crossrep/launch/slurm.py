@@ -18,7 +18,7 @@ from ..errors import CrossrepError
 from ..extract import ExtractTask
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
-from .base import Launcher, StageFailed, follow
+from .base import Launcher, collect, follow
 from .profile import SlurmProfile, StageResources, load_profile
 
 RECORD = "slurm.json"
@@ -184,12 +184,4 @@ class SlurmLauncher(Launcher):
     def wait(self, store: ActivationStore, todo: list[int], extract_jobs: list, jobs: list) -> None:
         if extract_jobs:
             follow(store, self.job, todo, lambda: not all(j.done() for j in extract_jobs), interval=2.0)
-        failures = []
-        for j in extract_jobs + jobs:
-            try:
-                j.results()
-            except Exception as exc:  # submitit reports the task's error or the Slurm state
-                failures.append(f"{j.job_id}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r} "
-                                f"(log: {j.paths.stderr})")
-        if failures:
-            raise StageFailed(f"{len(failures)} Slurm jobs failed:\n  " + "\n  ".join(failures))
+        collect(extract_jobs + jobs, "Slurm jobs")
