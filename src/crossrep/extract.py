@@ -88,7 +88,8 @@ class Extractor:
             self.store.mark(shard, error=None)
         ids = [int(i) for i in group["sentence"][:]]
         points = tuple(attrs["points"])
-        todo = [c for c in range(attrs["n_chunks"]) if c not in set(attrs["chunks_done"])]
+        done = set(attrs["chunks_done"])
+        todo = [c for c in range(attrs["n_chunks"]) if c not in done]
         lang = FleursLanguage(self.job.data.root, shard.lang, self.job.data.split, self.job.data.seed)
         rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), attrs["chunk_size"], c)]]
         wanted = [ids[r] for r in rows_todo]

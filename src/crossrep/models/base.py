@@ -84,6 +84,11 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     return (h * m).sum(dim=1).div(count).cpu().numpy()
 
 
+def hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden states a transformers layer was called with, positionally or by keyword."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
 class Recorder:
     """Forward hooks that keep module inputs or outputs for one forward pass, in registration order."""
 
@@ -99,7 +104,7 @@ class Recorder:
 
     def input(self, module: torch.nn.Module, name: str) -> None:
         def hook(_mod, args, kwargs):
-            self.values[name] = args[0] if args else kwargs["hidden_states"]
+            self.values[name] = hidden_input(args, kwargs)
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .base import Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
+from .base import Adapter, ModelSpec, Point, Recorder, hidden_input, load_error, masked_mean, pick_device
 
 HUB_ID = "facebook/seamless-m4t-v2-large"
 TINY_SEED = 1234
@@ -155,7 +155,7 @@ def _subsampled(layer, lengths: torch.Tensor) -> torch.Tensor:
 
 def _zero_padding(lengths: torch.Tensor):
     def hook(_mod, args, kwargs):
-        hidden = args[0] if args else kwargs["hidden_states"]
+        hidden = hidden_input(args, kwargs)
         valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < lengths[:, None]
         hidden = hidden.masked_fill(~valid[..., None], 0.0)
         return ((hidden,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=hidden))
