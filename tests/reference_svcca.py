@@ -47,3 +47,28 @@ def reference_svcca(x, y, variance=0.9, epsilon=1e-10, mode="singular"):
     if np.allclose(a.std(axis=1), 0) or np.allclose(b.std(axis=1), 0):
         return 0.0
     return cca_mean(svd_reduce(a, variance, mode), svd_reduce(b, variance, mode), epsilon)
+
+
+def reference_pwcca(x, y, variance=0.9, epsilon=1e-10, mode="singular"):
+    """PWCCA (Morcos et al. 2018) on the SVD-reduced activations, written from the paper: CCA from the
+    covariances as above; canonical variates h_i = u_i^T Sxx^-1/2 a (unit length); weights
+    alpha_i = sum_j |<h_i, a_j>| over the reduced neurons a_j of the side with fewer neurons (x on a tie);
+    the score is sum_i alpha_i rho_i / sum_i alpha_i."""
+    a = svd_reduce(np.asarray(x, np.float64).T, variance, mode)
+    b = svd_reduce(np.asarray(y, np.float64).T, variance, mode)
+    if a.shape[0] > b.shape[0]:
+        a, b = b, a
+    nx = a.shape[0]
+    cov = np.cov(a, b)
+    sxx, sxy, syy = cov[:nx, :nx], cov[:nx, nx:], cov[nx:, nx:]
+    xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+    sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / np.sqrt(xmax * ymax)
+    sxx = sxx + epsilon * np.eye(nx)
+    syy = syy + epsilon * np.eye(len(syy))
+    whiten = inverse_sqrt(sxx)
+    u, rho, _ = np.linalg.svd(whiten @ sxy @ inverse_sqrt(syy))
+    centred = a - a.mean(axis=1, keepdims=True)
+    h = u.T @ whiten @ centred
+    h /= np.linalg.norm(h, axis=1, keepdims=True)
+    alpha = np.abs(h @ centred.T).sum(axis=1)
+    return float((alpha * rho[:nx]).sum() / alpha.sum())

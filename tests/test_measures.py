@@ -1,9 +1,10 @@
-"""CKA, debiased CKA and mutual kNN against straightforward implementations written from their definitions."""
+"""PWCCA, CKA, debiased CKA and mutual kNN against straightforward implementations written from their definitions."""
 
 import numpy as np
 import pytest
 
 from crossrep.measures import pair_matrix, prepare, random_baseline
+from reference_svcca import reference_pwcca, reference_svcca
 
 SIM = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular", "knn": 5}
 
@@ -65,7 +66,7 @@ def test_measures_match_references(measure):
         assert ours == pytest.approx(ref, abs=1e-9), (measure, ours, ref)
 
 
-@pytest.mark.parametrize("measure", ["svcca", "cka", "cka_debiased", "mknn"])
+@pytest.mark.parametrize("measure", ["svcca", "pwcca", "cka", "cka_debiased", "mknn"])
 def test_identity_and_batching(measure):
     rng = np.random.default_rng(8)
     xs = [rng.standard_normal((30, w)) for w in (5, 20, 60)]
@@ -81,3 +82,49 @@ def test_debiased_cka_removes_the_small_sample_bias():
     biased = random_baseline("cka", 30, 64, 64, 5, seed=1, sim=SIM).mean()
     debiased = random_baseline("cka_debiased", 30, 64, 64, 5, seed=1, sim=SIM).mean()
     assert biased > 0.3 and abs(debiased) < 0.1
+
+
+def _pwcca_cases(rng):
+    """Pairs where kx + ky stays at or below the sentence count, so no canonical correlation is tied at 1."""
+    n = 80
+    z = rng.standard_normal((n, 6))
+    yield rng.standard_normal((n, 12)), rng.standard_normal((n, 30)), 0.9
+    yield rng.standard_normal((n, 30)), rng.standard_normal((n, 12)), 0.9  # x has more directions: y weighs
+    yield z @ rng.standard_normal((6, 50)) + 3.0, np.tanh(z @ rng.standard_normal((6, 20))), 0.9
+    yield z @ rng.standard_normal((6, 8)), z[:, :2] @ rng.standard_normal((2, 70)) + 0.1 * rng.standard_normal((n, 70)), 0.9
+    yield rng.standard_normal((n, 200)), z @ rng.standard_normal((6, 300)) + rng.standard_normal((n, 300)), 0.5
+
+
+@pytest.mark.parametrize("mode", ["singular", "squared"])
+def test_pwcca_matches_reference(mode):
+    sim = dict(SIM, variance_mode=mode)
+    for x, y, variance in _pwcca_cases(np.random.default_rng(11)):
+        sim["variance"] = variance
+        a, b = prepare("pwcca", x, sim), prepare("pwcca", y, sim)
+        assert a[0].shape[1] + b[0].shape[1] <= x.shape[0]
+        ours = pair_matrix("pwcca", [a], [b], [(0, 0)])[0, 0]
+        ref = reference_pwcca(x, y, variance, SIM["epsilon"], mode)
+        assert ours == pytest.approx(ref, abs=1e-9), (ours, ref)
+        assert pair_matrix("pwcca", [b], [a], [(0, 0)])[0, 0] == pytest.approx(ours, abs=1e-12)
+
+
+def test_pwcca_weighs_the_directions_that_carry_variance():
+    """Shared strong directions (noisy, so no correlation is tied at 1) and unrelated weak ones: PWCCA sits
+    above the plain mean (SVCCA)."""
+    rng = np.random.default_rng(5)
+    n = 120
+    shared = rng.standard_normal((n, 3)) * 10
+    x, y = (np.hstack([shared + rng.standard_normal((n, 3)), rng.standard_normal((n, 9))])
+            @ np.linalg.qr(rng.standard_normal((12, 12)))[0] for _ in range(2))
+    sim = dict(SIM, variance=0.99)
+    pw = pair_matrix("pwcca", [prepare("pwcca", x, sim)], [prepare("pwcca", y, sim)], [(0, 0)])[0, 0]
+    mean = reference_svcca(x, y, 0.99)
+    assert pw > mean + 0.2, (pw, mean)  # measured: 0.73 against 0.43
+    assert pw == pytest.approx(reference_pwcca(x, y, 0.99), abs=1e-9)
+
+
+def test_pwcca_of_a_constant_representation_is_zero():
+    rng = np.random.default_rng(2)
+    a = prepare("pwcca", np.ones((20, 5)), SIM)
+    b = prepare("pwcca", rng.standard_normal((20, 5)), SIM)
+    assert pair_matrix("pwcca", [a], [b], [(0, 0)])[0, 0] == 0.0

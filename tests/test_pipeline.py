@@ -24,7 +24,7 @@ def debug_run(tmp_path_factory, demo_root, tiny):
     tmp = tmp_path_factory.mktemp("pipeline")
     path = tmp / "job.yaml"
     path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{
-        "executor.kind": "debug", "similarity.measures": ["svcca", "cka", "cka_debiased", "mknn"]})))
+        "executor.kind": "debug", "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]})))
     job = load_job(path)
     launcher(job).run()
     return job
@@ -36,7 +36,7 @@ def test_outputs_exist_and_are_labelled(debug_run):
         for ext in ("png", "pdf", "csv"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
     full = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False)
-    assert list(full.measure.values) == ["svcca", "cka", "cka_debiased", "mknn"]
+    assert list(full.measure.values) == ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]
     ds = full.sel(measure="svcca")
     langs = ["eng", "deu", "fra", "khm"]
     assert list(ds.lang.values) == langs and list(ds.lang_a.values) == langs
@@ -51,8 +51,8 @@ def test_outputs_exist_and_are_labelled(debug_run):
     lines = (out / "similarity.csv").read_text().splitlines()
     assert lines[0] == "model,measure,family,point,lang_a,lang_b,score"
     # per measure: text 6 points x 6 pairs + speech 7 x 6 + text_speech 7 x 16 + crossmodal 7 x 4
-    assert len(lines) - 1 == 4 * (36 + 42 + 112 + 28)
-    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 4 * (6 + 7 + 7 + 7)
+    assert len(lines) - 1 == 5 * (36 + 42 + 112 + 28)
+    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 5 * (6 + 7 + 7 + 7)
     assert (out / "figures" / "fig2_crossmodal_cka_debiased.png").stat().st_size > 0
 
 
@@ -101,7 +101,7 @@ def test_local_executor_gives_identical_stores(debug_run, tmp_path, demo_root, t
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny, **{
         "executor.kind": "local", "executor.workers": 2,
-        "similarity.measures": ["svcca", "cka", "cka_debiased", "mknn"]})))
+        "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]})))
     proc = subprocess.run([sys.executable, "-m", "crossrep", "run", str(path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

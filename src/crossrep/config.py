@@ -54,7 +54,7 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class SimilarityConfig:
-    measures: tuple[str, ...]  # svcca, cka, cka_debiased, mknn (see crossrep.measures)
+    measures: tuple[str, ...]  # svcca, pwcca, cka, cka_debiased, mknn (see crossrep.measures)
     knn: int  # neighbours for mknn
     variance: float  # share of variance kept by the SVD step of SVCCA
     variance_mode: str  # "singular": sum of singular values (google/svcca's sum_threshold); "squared": of their squares

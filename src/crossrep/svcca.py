@@ -33,6 +33,11 @@ def array_module(a):
 
 def reduced_basis(x, variance: float = 0.9, epsilon: float = 1e-10, mode: str = "singular"):
     """The scaled orthonormal basis (n x k) that stands for `x` (n sentences x d features) in SVCCA."""
+    return reduce_svd(x, variance, epsilon, mode)[0]
+
+
+def reduce_svd(x, variance: float = 0.9, epsilon: float = 1e-10, mode: str = "singular"):
+    """SVCCA's SVD step: the scaled basis (n x k) and the k kept singular values of the centred `x`."""
     if mode not in MODES:
         raise ValueError(f"variance_mode must be one of {MODES}, got {mode!r}")
     xp = array_module(x)
@@ -44,14 +49,14 @@ def reduced_basis(x, variance: float = 0.9, epsilon: float = 1e-10, mode: str = 
     x = x - x.mean(axis=0, keepdims=True)
     u, s = _left_singular(x, xp)
     if float(s[0]) == 0.0:
-        return u[:, :0]
+        return u[:, :0], s[:0]
     energy = s if mode == "singular" else s * s
     share = xp.cumsum(energy) / energy.sum()
     k = min(int(xp.argmax(share >= variance)) + 1 if bool((share >= variance).any()) else len(s), len(s))
     r = s[:k] / s[0]
     keep = r * r >= epsilon
     r = r[keep]
-    return u[:, :k][:, keep] * (r / xp.sqrt(r * r + epsilon))
+    return u[:, :k][:, keep] * (r / xp.sqrt(r * r + epsilon)), s[:k][keep]
 
 
 def _left_singular(x, xp):
