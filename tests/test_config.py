@@ -80,3 +80,27 @@ def test_duplicate_model_names_and_bad_override_syntax():
         apply_override(raw, "extract.batch_size")
     with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 2"):
         apply_override(raw, "models.7.name=x")
+
+
+def test_checkpoint_mappings_and_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("CKPT_DIR", "/ckpt")
+    job = load_job("demo", ["models.0.checkpoint={text: $CKPT_DIR/t.pt, speech: {eng: hf://o/r/spenc.eng.pt}}",
+                            "models.0.options={a: 1}"])
+    m = job.models[0]
+    assert m.checkpoint == {"text": "/ckpt/t.pt", "speech": {"eng": "hf://o/r/spenc.eng.pt"}}
+    assert m.options == {"a": 1} and m.key == "models[0]"
+    with pytest.raises(ConfigError, match=r"models\[0\].checkpoint.speech.eng: '\$NOPE/x' uses an environment"):
+        load_job("demo", ["models.0.checkpoint={speech: {eng: $NOPE/x}}"])
+    with pytest.raises(ConfigError, match=r"models\[0\].checkpoint.speech: expected a hub id"):
+        load_job("demo", ["models.0.checkpoint={speech: []}"])
+    with pytest.raises(ConfigError, match=r"models\[0\].options: expected a mapping"):
+        load_job("demo", ["models.0.options=[1]"])
+
+
+def test_adapter_without_options_refuses_them(tmp_path):
+    from crossrep.plan import create_store
+
+    job = load_job("demo", ["models.0.options={prompt: hi}", f"out={tmp_path}/o", f"data.root={tmp_path}/d",
+                            "data.languages=[eng,deu]"])
+    with pytest.raises(ConfigError, match=r"models\[0\].options.prompt: the SeamlessM4Tv2Adapter takes no options"):
+        create_store(job, progress=False)

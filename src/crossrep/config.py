@@ -37,10 +37,12 @@ class DataConfig:
 class ModelConfig:
     name: str  # group name in the stores
     adapter: str
-    checkpoint: str  # hub id, local path, or "tiny" for a small random model built locally
+    checkpoint: Any  # "tiny", a hub id or local path, or a mapping of them for models with several files
     languages: tuple[str, ...]
     crosslingual_sentences: int
     points: dict[str, tuple[str, ...] | None]  # modality -> point names; None means every point
+    options: dict[str, Any] = field(default_factory=dict)  # adapter-specific, checked by the adapter
+    key: str = field(default="", compare=False)  # where the model is in the YAML, e.g. models[1]
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Job:
                     "name": m.name, "adapter": m.adapter, "checkpoint": m.checkpoint,
                     "languages": list(m.languages), "crosslingual_sentences": m.crosslingual_sentences,
                     "points": {k: ("all" if v is None else list(v)) for k, v in m.points.items()},
+                    "options": m.options,
                 }
                 for m in self.models
             ],
@@ -188,7 +191,7 @@ def _index(part: str, node: list, key: str) -> int:
 _TOP = ("name", "out", "data", "models", "extract", "similarity", "executor")
 
 
-class _Section:
+class Section:
     """Typed reads from one YAML mapping; errors quote `prefix.key`; leftovers are reported."""
 
     def __init__(self, raw: Any, prefix: str, required: bool = True):
@@ -256,11 +259,11 @@ class _Section:
 
 
 def parse_job(raw: dict, source: str = "") -> Job:
-    top = _Section(raw, "")
+    top = Section(raw, "")
     name = top.str("name")
     out = _path(top, "out")
 
-    d = _Section(top.get("data"), "data")
+    d = Section(top.get("data"), "data")
     data = DataConfig(
         root=_path(d, "root"),
         split=d.choice("split", ("train", "dev", "test"), "test"),
@@ -281,7 +284,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
     if dup:
         raise ConfigError(f"models: names must be unique, {dup[0]!r} appears twice")
 
-    e = _Section(top.get("extract", None), "extract", required=False)
+    e = Section(top.get("extract", None), "extract", required=False)
     extract = ExtractConfig(
         batch_size=e.int("batch_size", 8, minimum=1),
         chunk_size=e.int("chunk_size", 32, minimum=1),
@@ -291,7 +294,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
     )
     e.done()
 
-    s = _Section(top.get("similarity", None), "similarity", required=False)
+    s = Section(top.get("similarity", None), "similarity", required=False)
     raw_measures = s.get("measures", ["svcca"])
     raw_measures = [raw_measures] if isinstance(raw_measures, str) else raw_measures
     from .measures import MEASURES as known
@@ -314,7 +317,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
     )
     s.done()
 
-    x = _Section(top.get("executor", None), "executor", required=False)
+    x = Section(top.get("executor", None), "executor", required=False)
     executor = ExecutorConfig(
         kind=x.choice("kind", ("local", "debug", "slurm"), "local"),
         workers=x.int("workers", 2, minimum=1),
@@ -329,7 +332,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
     return Job(name, out, data, models, extract, similarity, executor, source)
 
 
-def _path(section: _Section, name: str) -> Path:
+def _path(section: Section, name: str) -> Path:
     """A path with `~` and `$VARS` expanded (an unset variable is an error), made absolute."""
     value = section.str(name)
     expanded = os.path.expandvars(value)
@@ -341,12 +344,15 @@ def _path(section: _Section, name: str) -> Path:
 def _parse_model(raw: Any, prefix: str, data: DataConfig) -> ModelConfig:
     from .models import ADAPTERS  # the registry names only; no model code is imported
 
-    m = _Section(raw, prefix)
+    m = Section(raw, prefix)
     name = m.str("name")
     if "/" in name or name.startswith((".", "_")):
         raise ConfigError(f"{prefix}.name: {name!r} cannot be a store group name (no '/', no leading '.' or '_')")
     adapter = m.choice("adapter", tuple(ADAPTERS))
-    checkpoint = m.str("checkpoint")
+    checkpoint = _checkpoint(m.get("checkpoint"), m.key("checkpoint"))
+    options = m.get("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{m.key('options')}: expected a mapping of adapter options, got {options!r}")
     languages = langs.expand(m.get("languages", list(data.languages)), f"{prefix}.languages")
     missing = [code for code in languages if code not in data.languages]
     if missing:
@@ -354,7 +360,7 @@ def _parse_model(raw: Any, prefix: str, data: DataConfig) -> ModelConfig:
     if len(languages) < 2:
         raise ConfigError(f"{prefix}.languages: cross-lingual comparison needs at least 2 languages")
     m_sent = m.int("crosslingual_sentences", data.crosslingual_sentences, minimum=2)
-    p = _Section(m.get("points", {}), f"{prefix}.points")
+    p = Section(m.get("points", {}), f"{prefix}.points")
     points: dict[str, tuple[str, ...] | None] = {}
     for modality in MODALITIES:
         value = p.get(modality, "all")
@@ -366,4 +372,16 @@ def _parse_model(raw: Any, prefix: str, data: DataConfig) -> ModelConfig:
             raise ConfigError(f"{p.key(modality)}: expected 'all' or a list of point names, got {value!r}")
     p.done()
     m.done()
-    return ModelConfig(name, adapter, checkpoint, languages, m_sent, points)
+    return ModelConfig(name, adapter, checkpoint, languages, m_sent, points, options, prefix)
+
+
+def _checkpoint(value: Any, key: str, depth: int = 0) -> Any:
+    """A checkpoint string, or a mapping (nested at most twice) of them; `$VARS` expanded, unset ones an error."""
+    if isinstance(value, str) and value:
+        expanded = os.path.expanduser(os.path.expandvars(value))
+        if "$" in expanded:
+            raise ConfigError(f"{key}: {value!r} uses an environment variable that is not set")
+        return expanded
+    if isinstance(value, dict) and value and depth < 2:
+        return {str(k): _checkpoint(v, f"{key}.{k}", depth + 1) for k, v in value.items()}
+    raise ConfigError(f"{key}: expected a hub id, a local path or a mapping of them, got {value!r}")

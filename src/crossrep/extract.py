@@ -74,7 +74,7 @@ class Extractor:
             attrs = self.store.model_attrs(model)
             cfg = self.job.model(model)
             cls = adapter_class(cfg.adapter)
-            self._model = (model, cls(attrs["checkpoint"], device=self.job.extract.device,
+            self._model = (model, cls(attrs["checkpoint"], attrs["options"], device=self.job.extract.device,
                                       dtype=self.job.extract.dtype))
         return self._model[1]
 
@@ -93,8 +93,13 @@ class Extractor:
         lang = FleursLanguage(self.job.data.root, shard.lang, self.job.data.split, self.job.data.seed)
         rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), attrs["chunk_size"], c)]]
         wanted = [ids[r] for r in rows_todo]
-        inputs = dict(zip(wanted, lang.texts(wanted) if shard.modality == "text" else lang.audio(wanted)))
         adapter = self.adapter(shard.model)
+        if adapter.joint_inputs:
+            inputs = dict(zip(wanted, zip(lang.audio(wanted), lang.texts(wanted))))
+        elif shard.modality == "text":
+            inputs = dict(zip(wanted, lang.texts(wanted)))
+        else:
+            inputs = dict(zip(wanted, lang.audio(wanted)))
         bar = tqdm(total=len(ids), initial=len(ids) - len(rows_todo), desc=shard.key, unit="sent",
                    disable=not self.progress, file=sys.stderr, mininterval=1.0)
         for c in todo:
@@ -106,7 +111,7 @@ class Extractor:
 
     def chunk(self, adapter, shard: Shard, inputs: list, ids: list[int], points: tuple[str, ...], bar) -> dict:
         """Pooled vectors for one chunk, rows in the chunk's id order; batches are length-sorted."""
-        order = sorted(range(len(inputs)), key=lambda k: (len(inputs[k]), k))
+        order = sorted(range(len(inputs)), key=lambda k: (_length(inputs[k]), k))
         out: dict[str, np.ndarray] = {}
         size = self.job.extract.batch_size
         for start in range(0, len(order), size):
@@ -124,6 +129,11 @@ class Extractor:
                 out[p][rows] = values.astype(np.float32)
             bar.update(len(rows))
         return out
+
+
+def _length(item) -> int:
+    """Batching order: characters of a text, samples of a clip (of the clip, for joint inputs)."""
+    return len(item[0]) if isinstance(item, tuple) else len(item)
 
 
 def run_all(job: Job, indices: list[int] | None = None, progress: bool = True) -> dict:

@@ -50,8 +50,9 @@ def create_store(job: Job, progress: bool = True) -> ActivationStore:
     models = []
     for m in job.models:
         cls = adapter_class(m.adapter)
+        options = cls.check_options(m.options, f"{m.key}.options")
         checkpoint = cls.resolve(m.checkpoint, checkpoint_cache(job))
-        spec = cls.spec(checkpoint)
+        spec = cls.spec(checkpoint, options)
         points = {}
         for modality in MODALITIES:
             for lang in m.languages:
@@ -62,7 +63,8 @@ def create_store(job: Job, progress: bool = True) -> ActivationStore:
         sel = select(data, m.languages, job.data.crossmodal_sentences, m.crosslingual_sentences, m.name)
         shard_ids = {lang: list(sel.shard_ids(lang)) for lang in m.languages}
         models.append({
-            "name": m.name, "adapter": m.adapter, "checkpoint": checkpoint, "languages": list(m.languages),
+            "name": m.name, "adapter": m.adapter, "checkpoint": checkpoint, "options": options,
+            "languages": list(m.languages),
             "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth} for p in pts]
                        for mod, pts in points.items()},
             "pairs": pairs,

@@ -174,6 +174,7 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
         },
         attrs={
             "model": model, "adapter": attrs["adapter"], "checkpoint": attrs["checkpoint"],
+            "options": attrs["options"],
             "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
             "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
             "crosslingual_sentences": m, "crossmodal_sentences": n,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import _Section
+from ..config import Section
 from ..errors import ConfigError
 
 BUNDLED = ("horeka", "dev")
@@ -57,20 +57,20 @@ def load_profile(spec: str) -> SlurmProfile:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
 
 
-def _stage(s: _Section, gpus: int) -> StageResources:
+def _stage(s: Section, gpus: int) -> StageResources:
     return StageResources(partition=s.get("partition", None), gpus=s.int("gpus", gpus), cpus=s.int("cpus", 1, 1),
                           mem_gb=s.int("mem_gb", 4, 1), time_min=s.int("time_min", 60, 1))
 
 
 def _parse(raw, name: str) -> SlurmProfile:
-    top = _Section(raw, "")
+    top = Section(raw, "")
     setup = top.get("setup", [])
     if not isinstance(setup, list) or not all(isinstance(x, str) for x in setup):
         raise ConfigError("setup: expected a list of shell lines")
     additional = top.get("additional", {})
     if not isinstance(additional, dict):
         raise ConfigError("additional: expected a mapping of sbatch directives")
-    sections = {k: _Section(top.get(k, {}), k) for k in ("extract", "reduce", "aggregate")}
+    sections = {k: Section(top.get(k, {}), k) for k in ("extract", "reduce", "aggregate")}
     ex = sections["extract"]
     parallel, per_node = ex.int("array_parallelism", 32, 1), ex.int("shards_per_node", 1, 1)
     stages = {k: _stage(sec, 1 if k == "extract" else 0) for k, sec in sections.items()}

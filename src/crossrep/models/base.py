@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 
 
 @dataclass(frozen=True)
@@ -49,21 +49,32 @@ class ModelSpec:
 
 
 class Adapter(ABC):
-    """A loaded model: `embed` maps a batch of sentences to {point: (batch, width) float32}."""
+    """A loaded model, built as `cls(checkpoint, options, device=..., dtype=...)` from what `resolve` and
+    `check_options` returned: `embed` maps a batch of sentences to {point: (batch, width) float32}."""
+
+    joint_inputs = False  # True: both modalities get (16 kHz clip, transcript) pairs (audio LLMs)
+
+    @classmethod
+    def check_options(cls, raw: dict, prefix: str) -> dict:
+        """The job's `options` for this model, checked, with defaults filled in (recorded with the results)."""
+        if raw:
+            raise ConfigError(f"{prefix}.{next(iter(raw))}: the {cls.__name__} takes no options")
+        return {}
 
     @classmethod
     @abstractmethod
-    def resolve(cls, checkpoint: str, cache: Path) -> str:
-        """The hub id or local path to load; builds the small random model for `checkpoint: tiny`."""
+    def resolve(cls, checkpoint, cache: Path):
+        """The hub id(s) or local path(s) to load; builds the small random model for `checkpoint: tiny`."""
 
     @classmethod
     @abstractmethod
-    def spec(cls, checkpoint: str) -> ModelSpec:
+    def spec(cls, checkpoint, options: dict) -> ModelSpec:
         """Points, pairs and languages from the (resolved) checkpoint's config, without loading weights."""
 
     @abstractmethod
     def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Mean-pooled activations: text `inputs` are strings, speech `inputs` are 16 kHz float32 arrays."""
+        """Mean-pooled activations: text `inputs` are strings, speech `inputs` are 16 kHz float32 arrays
+        (with `joint_inputs`, both are (clip, transcript) pairs)."""
 
 
 def pick_device(device: str) -> torch.device:

@@ -31,7 +31,7 @@ def lang_token(code: str) -> str:
 
 
 class SeamlessM4Tv2Adapter(Adapter):
-    def __init__(self, checkpoint: str, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32"):
         from transformers import AutoTokenizer, SeamlessM4TFeatureExtractor, SeamlessM4Tv2Model
 
         self.device = pick_device(device)
@@ -61,7 +61,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         return str(path)
 
     @classmethod
-    def spec(cls, checkpoint: str) -> ModelSpec:
+    def spec(cls, checkpoint: str, options: dict) -> ModelSpec:
         from transformers import AutoConfig, AutoTokenizer
 
         try:
