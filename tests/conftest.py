@@ -36,7 +36,9 @@ def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
     job["out"] = str(out)
     job["data"].update(root=str(root), demo=False, languages=LANGS, crossmodal_sentences=16,
                        crosslingual_sentences=12)
+    job["models"] = job["models"][:1]
     job["models"][0]["checkpoint"] = str(checkpoint)
+    job["models"][0].pop("languages")
     job["extract"].update(batch_size=4, chunk_size=8)
     job["similarity"].update(baseline_repeats=2, measures=["svcca"])
     for key, value in changes.items():

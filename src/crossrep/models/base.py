@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,14 @@ class ModelSpec:
     points: dict[str, tuple[Point, ...]]  # modality -> points in model order
     pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
     languages: dict[str, frozenset[str] | None]  # modality -> ISO codes it can take (None: any)
+    advice: dict[str, str] = field(default_factory=dict)  # modality -> what to do about a missing language
 
     def check_language(self, model: str, iso: str, modality: str) -> None:
         known = self.languages[modality]
         if known is not None and iso not in known:
-            raise ModelError(f"model {model} ({self.checkpoint}) has no {modality} support for {iso}; "
-                             f"it knows {', '.join(sorted(known))}")
+            hint = f". {self.advice[modality]}" if modality in self.advice else ""
+            raise ModelError(f"model {model} has no {modality} support for {iso}; it knows "
+                             f"{', '.join(sorted(known))}{hint}")
 
     def select(self, model: str, modality: str, names: tuple[str, ...] | None) -> tuple[Point, ...]:
         offered = self.points[modality]
