@@ -6,6 +6,9 @@ any worker starts; workers then find everything they need in the store's attribu
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 from pathlib import Path
 
 from .config import MODALITIES, Job
@@ -32,6 +35,13 @@ def checkpoint_cache(job: Job) -> Path:
 def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
     """The job's languages in its FLEURS copy; writes the demo data first when the job asks for it."""
     root = job.data.root
+    if job.data.demo and (root / MARKER).is_file():
+        have = set(json.loads((root / MARKER).read_text())["speech"])
+        if not set(job.data.languages) <= have:  # crossrep's own demo data, for fewer languages: write it anew
+            if progress:
+                print(f"crossrep: {root} lacks {', '.join(sorted(set(job.data.languages) - have))}; "
+                      f"rewriting the demo data", file=sys.stderr)
+            shutil.rmtree(root)
     if job.data.demo and not (root / MARKER).is_file():
         write_demo(root, job.data.languages, split=job.data.split, progress=progress)
     return {iso: FleursLanguage(root, iso, job.data.split, job.data.seed) for iso in job.data.languages}

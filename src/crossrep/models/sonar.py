@@ -18,6 +18,7 @@ speech as `fairseq2_native`) or, for speech, the fairseq1 names of the published
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -360,12 +361,17 @@ class SonarSpeechEncoder(nn.Module):
         return EncoderStates(states, lengths, self.pooler(out, mask))
 
 
+@functools.lru_cache(maxsize=1)
+def _fbank_extractor():
+    from transformers import SeamlessM4TFeatureExtractor
+
+    return SeamlessM4TFeatureExtractor(stride=1)
+
+
 def fbank(waveform: np.ndarray) -> np.ndarray:
     """80-bin Kaldi fbank of a 16 kHz clip (25/10 ms, povey window, pre-emphasis 0.97, log floored), each bin
     standardised over the clip with the unbiased std and no epsilon, as SONAR's speech pipeline does."""
-    from transformers import SeamlessM4TFeatureExtractor
-
-    feats = SeamlessM4TFeatureExtractor(stride=1)(
+    feats = _fbank_extractor()(
         waveform, sampling_rate=16_000, do_normalize_per_mel_bins=False, pad_to_multiple_of=None,
         return_attention_mask=False, return_tensors="np")["input_features"][0].astype(np.float64)
     if len(feats) < 2:
