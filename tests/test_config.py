@@ -11,8 +11,9 @@ def test_bundled_jobs_load():
     demo = load_job("demo")
     assert demo.name == "demo" and len(demo.data.languages) == 36 and demo.models[0].checkpoint == "tiny"
     assert demo.models[0].points == {"text": None, "speech": None}
-    seamless, sonar = demo.models
+    seamless, sonar, salmonn = demo.models
     assert len(seamless.languages) == 30 and len(sonar.languages) == 30 and sonar.adapter == "sonar"
+    assert salmonn.adapter == "salmonn" and salmonn.languages == seamless.languages
     assert set(seamless.languages) - set(sonar.languages) == {"amh", "ell", "hye", "kat", "khm", "sna"}
 
 
@@ -20,6 +21,7 @@ def test_paper_job_spells_out_the_study(monkeypatch, tmp_path):
     monkeypatch.setenv("FLEURS_ROOT", str(tmp_path / "fleurs"))
     monkeypatch.setenv("CROSSREP_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("SONAR_DIR", "/sonar")
+    monkeypatch.setenv("SALMONN_DIR", "/salmonn")
     job = load_job("paper")
     assert job.data.crossmodal_sentences == 251 and job.data.crosslingual_sentences == 194
     assert len(job.data.languages) == 36 and job.data.split == "test" and job.data.root == tmp_path / "fleurs"
@@ -30,6 +32,8 @@ def test_paper_job_spells_out_the_study(monkeypatch, tmp_path):
     sonar = job.model("sonar")
     assert sonar.crosslingual_sentences == 192 and set(sonar.checkpoint["speech"]) == set(sonar.languages)
     assert sonar.checkpoint["speech"]["cmn"] == "/sonar/spenc.v5ap.cmn.pt"
+    salmonn = job.model("salmonn")
+    assert salmonn.checkpoint["salmonn"] == "/salmonn/salmonn_7b_v0.pth" and salmonn.points["speech"][0] == "enc"
 
 
 def test_paper_job_names_unset_environment_variable(monkeypatch):
@@ -40,7 +44,8 @@ def test_paper_job_names_unset_environment_variable(monkeypatch):
 
 def test_overrides_are_yaml_values():
     job = load_job("demo", ["extract.batch_size=1", "data.languages=[eng,deu]", "models.0.checkpoint=/x/y",
-                            "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]", "similarity.epsilon=1e-6"])
+                            "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]", "models.2.languages=[eng,deu]",
+                            "similarity.epsilon=1e-6"])
     assert job.extract.batch_size == 1 and job.data.languages == ("eng", "deu")
     assert job.models[0].checkpoint == "/x/y" and job.models[0].languages == ("eng", "deu")
     assert job.similarity.epsilon == 1e-6
@@ -52,7 +57,7 @@ def test_overrides_are_yaml_values():
     ("extract.batch_size=0", r"extract.batch_size: expected an integer >= 1, got 0"),
     ("extract.batchsize=4", r"extract.batchsize: unknown key \(did you mean 'batch_size'\?\)"),
     ("data.languages=[eng,xx]", r"data.languages: unknown language 'xx'"),
-    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, sonar, got 'sonarr'"),
+    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, sonar, salmonn, got 'sonarr'"),
     ("models.0.languages=[eng,amh,xx]", r"models\[0\].languages: unknown language 'xx'"),
     ("models.0.points.text=layer3", r"models\[0\].points.text: expected 'all' or a list"),
     ("similarity.variance=1.5", r"similarity.variance: expected a number in \[1e-06, 1.0\], got 1.5"),
@@ -87,7 +92,7 @@ def test_duplicate_model_names_and_bad_override_syntax():
         parse_job(raw)
     with pytest.raises(ConfigError, match=r"expected KEY=VALUE"):
         apply_override(raw, "extract.batch_size")
-    with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 3"):
+    with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 4"):
         apply_override(raw, "models.7.name=x")
 
 
@@ -110,6 +115,7 @@ def test_adapter_without_options_refuses_them(tmp_path):
     from crossrep.plan import create_store
 
     job = load_job("demo", ["models.0.options={prompt: hi}", f"out={tmp_path}/o", f"data.root={tmp_path}/d",
-                            "data.languages=[eng,deu]", "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]"])
+                            "data.languages=[eng,deu]", "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]",
+                            "models.2.languages=[eng,deu]"])
     with pytest.raises(ConfigError, match=r"models\[0\].options.prompt: the SeamlessM4Tv2Adapter takes no options"):
         create_store(job, progress=False)

@@ -150,6 +150,8 @@ def assert_same_results(out: Path, ref: Path) -> None:
 def test_dry_run_matches_the_recorded_sbatch_scripts(monkeypatch):
     monkeypatch.setenv("FLEURS_ROOT", "/data/fleurs")
     monkeypatch.setenv("CROSSREP_OUT", "/work/ws")
+    monkeypatch.setenv("SONAR_DIR", "/sonar")
+    monkeypatch.setenv("SALMONN_DIR", "/salmonn")
     proc = crossrep("run", "paper", "--executor", "slurm", "--cluster", "horeka", "--dry-run")
     text = proc.stdout.replace(sys.executable, "PYTHON")
     text = re.sub(r"\S*/python3?(?= -u -m submitit)", "PYTHON", text)
@@ -237,7 +239,10 @@ def test_preemption_signal_requeues_and_continues(cluster, slow, tmp_path, demo_
     done = chunks_done(out, key)
     assert len(done) < n_chunks(out, key), "the task finished before the signal reached it"
     before = chunk_files(out, key, done)
-    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)  # skip Slurm's requeue delay
+    # Skip Slurm's requeue delay, but not within the second of the requeue: slurmd refuses a job credential
+    # issued in the same second as the revocation of the old one ("Job credential revoked").
+    time.sleep(2)
+    subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
     wait_for(lambda: idle(out), timeout=600, what="the requeued task and the downstream jobs")
     assert any(r["state"] == "REQUEUED" for r in sacct_rows([task]))
     states = sacct_states([task, submission(out)["aggregate"]["id"]])

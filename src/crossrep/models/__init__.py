@@ -10,6 +10,7 @@ import importlib
 ADAPTERS = {
     "seamless_m4t_v2": "crossrep.models.seamless:SeamlessM4Tv2Adapter",
     "sonar": "crossrep.models.sonar:SonarAdapter",
+    "salmonn": "crossrep.models.salmonn:SalmonnAdapter",
 }
 
 

@@ -35,7 +35,8 @@ class ModelSpec:
         known = self.languages[modality]
         if known is not None and iso not in known:
             hint = f". {self.advice[modality]}" if modality in self.advice else ""
-            raise ModelError(f"model {model} has no {modality} support for {iso}; it knows "
+            where = f" ({self.checkpoint})" if isinstance(self.checkpoint, str) else ""
+            raise ModelError(f"model {model}{where} has no {modality} support for {iso}; it knows "
                              f"{', '.join(sorted(known))}{hint}")
 
     def select(self, model: str, modality: str, names: tuple[str, ...] | None) -> tuple[Point, ...]:

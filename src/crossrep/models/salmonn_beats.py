@@ -33,6 +33,7 @@ FBANK_STD = 6.55582
 SAMPLE_RATE = 16_000
 # Keys of the original checkpoint that the feature extractor does not use: the AudioSet classifier head.
 UNUSED = (re.compile(r"predictor\..*"),)
+SHARED = r"encoder\.layers\.\d+\.self_attn\.relative_attention_bias\.weight"  # one table, listed per layer
 
 
 # ---------------------------------------------------------------------- Kaldi filterbank
@@ -325,15 +326,13 @@ def load_beats(path: str | Path) -> Beats:
     with torch.device("meta"):
         model = Beats(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    shared = [k for k in expected if re.fullmatch(r"encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight", k)
-              and not k.startswith("encoder.layers.0.")]
+    first = "encoder.layers.0.self_attn.relative_attention_bias.weight"
+    shared = [k for k in expected if k != first and re.fullmatch(SHARED, k)]
     tensor_report({k: tuple(v.shape) for k, v in state.items()}, expected, f"BEATs checkpoint {path}",
                   unused=UNUSED, optional=shared)
     for key in shared:
-        first = "encoder.layers.0.self_attn.relative_attention_bias.weight"
         if key in state and not torch.equal(state[key], state[first]):
             raise ModelError(f"BEATs checkpoint {path}: {key} differs from the shared table {first}")
     model = Beats(cfg)
-    model.load_state_dict({k: state[k] if k in state else state["encoder.layers.0.self_attn.relative_attention_bias.weight"]
-                           for k in expected}, strict=True)
+    model.load_state_dict({k: state[k] if k in state else state[first] for k in expected}, strict=True)
     return model.eval()
