@@ -1,6 +1,6 @@
 """SALMONN port: a tiny random SALMONN in the official file formats, real sequence lengths (3000 mel frames, 1500
 Whisper frames, 88 windows of 17 frames), and every step re-computed directly from the notes
-(/work/shared/notes/salmonn.md) out of the official tensors, not through the port's modules."""
+(the researched notes on SALMONN) out of the official tensors, not through the port's modules."""
 
 from __future__ import annotations
 

@@ -122,6 +122,13 @@ class Recorder:
 
         self.handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
 
+    def layers(self, layers, first_input: bool = True) -> None:
+        """Each layer's output as "1".."L" and, with `first_input`, the first layer's input as "in"."""
+        if first_input:
+            self.input(layers[0], "in")
+        for i, layer in enumerate(layers, 1):
+            self.output(layer, str(i))
+
     def remove(self) -> None:
         for h in self.handles:
             h.remove()

@@ -345,8 +345,7 @@ class Salmonn:
         embeds = embeds.masked_fill(~valid[..., None], 0.0)
         embeds[audio] = tokens.reshape(-1, tokens.shape[-1]).to(embeds.dtype)
         rec = Recorder()
-        for i, layer in enumerate(self.body.layers, 1):
-            rec.output(layer, str(i))
+        rec.layers(self.body.layers, first_input=False)
         try:
             out = self.body(inputs_embeds=embeds, attention_mask=valid.long(), use_cache=False)
         finally:

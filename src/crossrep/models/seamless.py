@@ -107,10 +107,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         self.tokenizer.src_lang = code
         enc = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
         rec = Recorder()
-        layers = self.text_encoder.layers
-        rec.input(layers[0], "in")
-        for i, layer in enumerate(layers, 1):
-            rec.output(layer, str(i))
+        rec.layers(self.text_encoder.layers)
         try:
             out = self.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         finally:
@@ -124,8 +121,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         mask = feats["attention_mask"].to(self.device)
         enc = self.speech_encoder
         rec = Recorder()
-        for i, layer in enumerate(enc.encoder.layers, 1):
-            rec.output(layer, str(i))
+        rec.layers(enc.encoder.layers, first_input=False)
         rec.output(enc.encoder, "out")
         lengths = mask.sum(dim=1)
         masks = {"in": mask}

@@ -133,7 +133,19 @@ _TEXT_RULES = [
 FS2_ROWS_FOR_HF_SPECIALS = [2, 0, 3, 1]
 
 
-class SonarTextEncoder(nn.Module):
+class _Checkpointed(nn.Module):
+    what = ""  # for messages: "text encoder", "speech encoder"
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, num_heads: int | None = None):
+        """Load an official `.pt` file; `num_heads` defaults to the file's crossrep hint or width / 64."""
+        state, hints = read_state(path)
+        return cls.from_state_dict(state, num_heads or hints.get("num_heads"), f"{cls.what}: {path}")
+
+
+class SonarTextEncoder(_Checkpointed):
+    what = "text encoder"
+
     def __init__(self, vocab: int, dim: int, layers: int, heads: int, ffn: int):
         from transformers import M2M100Config
         from transformers.models.m2m_100.modeling_m2m_100 import M2M100Encoder
@@ -146,11 +158,6 @@ class SonarTextEncoder(nn.Module):
                            activation_dropout=0.0, encoder_layerdrop=0.0)
         cfg._attn_implementation = "eager"
         self.encoder = M2M100Encoder(cfg)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, num_heads: int | None = None) -> "SonarTextEncoder":
-        state, hints = read_state(path)
-        return cls.from_state_dict(state, num_heads or hints.get("num_heads"), f"text encoder: {path}")
 
     @classmethod
     def from_state_dict(cls, state: dict, num_heads: int | None = None,
@@ -182,9 +189,7 @@ class SonarTextEncoder(nn.Module):
         mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None].to(tokens.device)
         rec = Recorder()
         layers = self.encoder.layers
-        rec.input(layers[0], "in")
-        for i, layer in enumerate(layers, 1):
-            rec.output(layer, str(i))
+        rec.layers(layers)
         try:
             out = self.encoder(input_ids=tokens, attention_mask=mask.long()).last_hidden_state
         finally:
@@ -286,7 +291,9 @@ class AttentionPooler(nn.Module):
         return nn.functional.linear(x, self.embed_out).squeeze(1)
 
 
-class SonarSpeechEncoder(nn.Module):
+class SonarSpeechEncoder(_Checkpointed):
+    what = "speech encoder"
+
     def __init__(self, dim: int, layers: int, heads: int, ffn: int, kernel: int, pooler_layers: int,
                  pooler_heads: int, pooler_ffn: int, pooler_rows: int):
         from transformers import SeamlessM4TConfig
@@ -303,11 +310,6 @@ class SonarSpeechEncoder(nn.Module):
         self.feature_projection = SeamlessM4TConformerFeatureProjection(cfg)
         self.encoder = SeamlessM4TConformerEncoder(cfg)
         self.pooler = AttentionPooler(dim, pooler_layers, pooler_heads, pooler_ffn, pooler_rows)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, num_heads: int | None = None) -> "SonarSpeechEncoder":
-        state, hints = read_state(path)
-        return cls.from_state_dict(state, num_heads or hints.get("num_heads"), f"speech encoder: {path}")
 
     @classmethod
     def from_state_dict(cls, state: dict, num_heads: int | None = None,
@@ -349,8 +351,7 @@ class SonarSpeechEncoder(nn.Module):
         lengths = lengths.to(fbank.device) // 2
         mask = torch.arange(half, device=fbank.device)[None, :] < lengths[:, None]
         rec = Recorder()
-        for i, layer in enumerate(self.encoder.layers, 1):
-            rec.output(layer, str(i))
+        rec.layers(self.encoder.layers, first_input=False)
         try:
             first = self.feature_projection(x)
             out = self.encoder(first, attention_mask=mask.long())
