@@ -12,7 +12,7 @@ EPILOG = """\
 examples:
   crossrep run                                  the demo job end to end, locally (jobs/demo.yaml)
   crossrep run jobs/paper.yaml --executor local the study's setup on this machine
-  crossrep run demo --set extract.batch_size=1 --set data.languages=[eng,deu,fra]
+  crossrep run demo --set extract.batch_size=1 --set similarity.measures=[svcca]
   crossrep status demo                          complete / partial / failed / missing per shard
   crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
   crossrep run paper --executor slurm --cluster horeka   submit the array, reduce and aggregate jobs
@@ -33,9 +33,10 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="crossrep",
-        description="Compare how a multimodal model represents the same sentence across languages and across "
-                    "text and speech: extract pooled per-layer activations, score every language pair with "
-                    "SVCCA, draw the figures.",
+        description="Compare how multimodal models (SeamlessM4T v2, SONAR, SALMONN-7B) represent the same "
+                    "sentence across languages and across text and speech: extract pooled per-layer "
+                    "activations, score every language pair (SVCCA, PWCCA, CKA, debiased CKA, mutual kNN), "
+                    "draw the figures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
