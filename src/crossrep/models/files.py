@@ -10,6 +10,7 @@ from ..errors import ModelError
 from .base import load_error
 
 HUB_FILE = "hf://"
+NOT_TORCH = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_model*", "tf_model*", "rust_model*"]  # other frameworks' weights
 
 
 def leaves(checkpoint) -> list[str]:
@@ -46,6 +47,6 @@ def fetch(ref: str) -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return f"{ref} cached at {snapshot_download(ref)}"
+        return f"{ref} cached at {snapshot_download(ref, ignore_patterns=NOT_TORCH)}"
     except Exception as exc:  # network, authentication or a wrong id
         raise ModelError(f"cannot download {ref!r}: {exc}") from None
