@@ -44,7 +44,8 @@ def test_paper_job_names_unset_environment_variable(monkeypatch):
 
 def test_overrides_are_yaml_values():
     job = load_job("demo", ["extract.batch_size=1", "data.languages=[eng,deu]", "models.0.checkpoint=/x/y",
-                            "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]", "models.2.languages=[eng,deu]",
+                            "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]",
+                            "models.2.languages=[eng,deu]",
                             "similarity.epsilon=1e-6"])
     assert job.extract.batch_size == 1 and job.data.languages == ("eng", "deu")
     assert job.models[0].checkpoint == "/x/y" and job.models[0].languages == ("eng", "deu")

@@ -91,7 +91,8 @@ def _pwcca_cases(rng):
     yield rng.standard_normal((n, 12)), rng.standard_normal((n, 30)), 0.9
     yield rng.standard_normal((n, 30)), rng.standard_normal((n, 12)), 0.9  # x has more directions: y weighs
     yield z @ rng.standard_normal((6, 50)) + 3.0, np.tanh(z @ rng.standard_normal((6, 20))), 0.9
-    yield z @ rng.standard_normal((6, 8)), z[:, :2] @ rng.standard_normal((2, 70)) + 0.1 * rng.standard_normal((n, 70)), 0.9
+    yield (z @ rng.standard_normal((6, 8)),
+           z[:, :2] @ rng.standard_normal((2, 70)) + 0.1 * rng.standard_normal((n, 70)), 0.9)
     yield rng.standard_normal((n, 200)), z @ rng.standard_normal((6, 300)) + rng.standard_normal((n, 300)), 0.5
 
 

@@ -98,7 +98,7 @@ def test_loader_names_missing_misshaped_and_unexpected_tensors(ref, tmp_path):
         SonarSpeechEncoder.from_checkpoint(path, num_heads=4)
     text = str(err.value)
     assert str(path) in text and "missing (1): decoder.layers.2.fc2.bias" in text
-    assert "mis-shaped (1): encoder.w2v_model.encoder.layers.1.self_attn.pos_bias_u (3, 8) (expected (4, 8))" in text
+    assert "mis-shaped (1): encoder.w2v_model.encoder.layers.1.self_attn.pos_bias_u [3, 8] (expected [4, 8])" in text
     assert "unexpected (1): decoder.output_projection.weight" in text
     torch.save({"model": {"foo.weight": torch.zeros(2)}}, path)
     with pytest.raises(ModelError, match="neither fairseq1"):

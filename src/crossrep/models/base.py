@@ -80,6 +80,9 @@ class Adapter(ABC):
         (with `joint_inputs`, both are (clip, transcript) pairs)."""
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # extract.dtype
+
+
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

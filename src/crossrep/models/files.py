@@ -10,7 +10,8 @@ from ..errors import ModelError
 from .base import load_error
 
 HUB_FILE = "hf://"
-NOT_TORCH = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_model*", "tf_model*", "rust_model*"]  # other frameworks' weights
+# other frameworks' weights in hub repositories, never loaded here
+NOT_TORCH = ["*.msgpack", "*.h5", "*.ot", "*.onnx", "flax_model*", "tf_model*", "rust_model*"]
 
 
 def leaves(checkpoint) -> list[str]:

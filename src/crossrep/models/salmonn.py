@@ -54,8 +54,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from .base import Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
-from .salmonn_beats import Beats, BeatsConfig, beats_config, load_beats, read_checkpoint, tensor_report
+from .base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
+from .checkpoint import read_checkpoint, tensor_report
+from .salmonn_beats import Beats, BeatsConfig, beats_config, load_beats
 from .salmonn_qformer import UNUSED as QFORMER_UNUSED
 from .salmonn_qformer import WindowQFormer, official_name, sizes
 
@@ -72,7 +73,6 @@ LORA_TARGETS = ("q_proj", "v_proj")
 LLM = "llama_model.base_model.model."  # official prefix of the LoRA tensors (PeftModel -> LoraModel -> Llama)
 KEYS = ("salmonn", "whisper", "beats", "llm")
 TINY_SEED = 4321
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Tensors a checkpoint saved by the official training code holds but inference does not use.
 UNUSED = QFORMER_UNUSED + (
     re.compile(r"llama_model\.base_model\.model\.model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq"),
@@ -257,7 +257,7 @@ class Salmonn:
 
         from .files import local_file
 
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
         device = torch.device(device)
         salmonn, beats = str(local_file(salmonn, "SALMONN checkpoint")), str(local_file(beats, "BEATs checkpoint"))
         try:
@@ -452,7 +452,7 @@ class SalmonnAdapter(Adapter):
         paths = _mapping(checkpoint)
         self.checkpoint = paths
         self.options = self.check_options(options or {}, "options")
-        self.model = Salmonn.from_checkpoints(**paths, device=pick_device(device), dtype=_DTYPES[dtype])
+        self.model = Salmonn.from_checkpoints(**paths, device=pick_device(device), dtype=DTYPES[dtype])
 
     @classmethod
     def check_options(cls, raw: dict, prefix: str) -> dict:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+from .checkpoint import read_checkpoint, tensor_report
 
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
@@ -268,40 +269,6 @@ class Beats(nn.Module):
 
 
 # ---------------------------------------------------------------------- checkpoint
-
-
-def tensor_report(found: dict[str, tuple], expected: dict[str, tuple], source: str, unused=(), optional=()) -> None:
-    """Raise a ModelError listing every missing, unexpected and mis-shaped tensor of a checkpoint.
-
-    `found` and `expected` map names to shapes; names matching a pattern in `unused` may be present and are
-    ignored; names in `optional` may be absent.
-    """
-    missing = sorted(k for k in expected if k not in found and k not in optional)
-    unexpected = sorted(k for k in found if k not in expected and not any(p.fullmatch(k) for p in unused))
-    shaped = sorted(f"{k} {list(found[k])} (expected {list(expected[k])})"
-                    for k in expected if k in found and tuple(found[k]) != tuple(expected[k]))
-    problems = []
-    for label, names in (("missing", missing), ("mis-shaped", shaped), ("unexpected", unexpected)):
-        if names:
-            problems.append(f"{len(names)} {label}: " + ", ".join(names))
-    if problems:
-        raise ModelError(f"{source}: " + "; ".join(problems))
-
-
-def read_checkpoint(path: str | Path, what: str) -> dict:
-    """`torch.load` of a local checkpoint without executing pickled code, with errors naming the file."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ModelError(f"{what} checkpoint {str(path)!r} does not exist")
-    try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:  # files in the pre-1.6 format cannot be memory-mapped
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling and zip errors have many types
-        raise ModelError(f"cannot read {what} checkpoint {str(path)!r}: {exc}") from None
 
 
 def beats_config(path: str | Path) -> BeatsConfig:

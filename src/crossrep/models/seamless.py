@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .base import Adapter, ModelSpec, Point, Recorder, hidden_input, load_error, masked_mean, pick_device
+from .base import (DTYPES, Adapter, ModelSpec, Point, Recorder, hidden_input, load_error, masked_mean,
+                   pick_device)
 
 HUB_ID = "facebook/seamless-m4t-v2-large"
 TINY_SEED = 1234
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def lang_token(code: str) -> str:
@@ -37,7 +37,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         self.device = pick_device(device)
         self.checkpoint = checkpoint
         try:
-            model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=_DTYPES[dtype])
+            model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=DTYPES[dtype])
             self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
             self.features = SeamlessM4TFeatureExtractor.from_pretrained(checkpoint)
         except OSError as exc:
@@ -45,7 +45,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         # Only the two encoders are analysed; the decoders, text-to-unit model and vocoder are dropped.
         self.text_encoder = model.text_encoder.to(self.device).eval()
         self.speech_encoder = model.speech_encoder.to(self.device).eval()
-        self.dtype = _DTYPES[dtype]
+        self.dtype = DTYPES[dtype]
         self.lang_ids = _lang_tokens(self.tokenizer)
         del model
 

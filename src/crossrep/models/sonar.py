@@ -30,14 +30,14 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .base import Adapter, ModelSpec, Point, Recorder, masked_mean, pick_device
+from .base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
+from .checkpoint import read_checkpoint, tensor_report
 
 HEAD_SIZE = 64
 TEXT_MAX_TOKENS = 514  # the official pipeline cuts ids to this, language tag and </s> included
 SPEECH_MAX_FRAMES = 4096  # stacked frames (about 82 s); the official encoder refuses longer input
 BOS = 2  # the pooler's query row
 TINY_SEED = 4321
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # ISO codes with a published SONAR speech encoder (the 57 cards of sonar_speech_encoder.yaml, ISO 639-3).
 SPEECH_LANGUAGES = frozenset(
@@ -65,10 +65,7 @@ class EncoderStates:
 
 def read_state(path: str | Path) -> tuple[dict, dict]:
     """The state dict of a SONAR `.pt` file (under "model" or bare) and crossrep's size hints, if any."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # not a file, truncated, not a torch pickle
-        raise ModelError(f"cannot read SONAR checkpoint {path}: {exc}") from None
+    ckpt = read_checkpoint(path, "SONAR")
     state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: not a SONAR checkpoint (expected a state dict of tensors under 'model')")
@@ -82,28 +79,16 @@ def _rename(key: str, rules: list[tuple[str, str]]) -> str:
 
 
 def _load(module: nn.Module, state: dict, rules: list[tuple[str, str]], where: str,
-          ignore: tuple[str, ...] = (), transform=None) -> None:
+          unused: tuple = (), transform=None) -> None:
     """Load `state` into `module` through a name map (module name -> checkpoint name); every tensor the module
-    needs must be there with its shape, and nothing else may be left over but the `ignore` patterns."""
-    missing, shaped, values, used = [], [], {}, set()
-    for name, own in module.state_dict().items():
-        src = _rename(name, rules)
-        if src not in state:
-            missing.append(src)
-            continue
-        used.add(src)
-        value = state[src]
-        if transform is not None:
-            value = transform(name, value)
-        if tuple(value.shape) != tuple(own.shape):
-            shaped.append(f"{src} {tuple(value.shape)} (expected {tuple(own.shape)})")
-        values[name] = value
-    unexpected = [k for k in state if k not in used and not any(re.search(p, k) for p in ignore)]
-    problems = [f"{label} ({len(items)}): {', '.join(items[:12])}{' ...' if len(items) > 12 else ''}"
-                for label, items in (("missing", missing), ("mis-shaped", shaped), ("unexpected", unexpected))
-                if items]
-    if problems:
-        raise ModelError(f"{where}: checkpoint does not fit the SONAR model; " + "; ".join(problems))
+    needs must be there with its shape, and nothing else may be left over but the `unused` patterns."""
+    source = {name: _rename(name, rules) for name in module.state_dict()}
+    expected = {source[name]: tuple(own.shape) for name, own in module.state_dict().items()}
+    tensor_report({k: tuple(v.shape) for k, v in state.items()}, expected,
+                  f"{where}: checkpoint does not fit the SONAR model", unused=unused)
+    values = {name: state[src] for name, src in source.items()}
+    if transform is not None:
+        values = {name: transform(name, value) for name, value in values.items()}
     module.load_state_dict(values, strict=True)
 
 
@@ -236,8 +221,9 @@ _SPEECH_FS1_RULES = [
     (r"^pooler\.", "decoder."),
 ]
 # fairseq1 entries the forward pass does not use (training-time masking, the unused positional conv, versions)
-_SPEECH_FS1_UNUSED = (r"^encoder\.w2v_model\.mask_emb$", r"^encoder\.w2v_model\.encoder\.pos_conv\.",
-                      r"\.version$", r"^decoder\.embed_positions\._float_tensor$")
+_SPEECH_FS1_UNUSED = tuple(re.compile(p) for p in (
+    r"encoder\.w2v_model\.mask_emb", r"encoder\.w2v_model\.encoder\.pos_conv\..*", r".*\.version",
+    r"decoder\.embed_positions\._float_tensor"))
 
 
 class _Attention(nn.Module):
@@ -392,12 +378,10 @@ class SonarAdapter(Adapter):
 
         from .files import local_file
 
-        self.device, self.dtype, self.checkpoint = pick_device(device), _DTYPES[dtype], checkpoint
+        self.device, self.dtype, self.checkpoint = pick_device(device), DTYPES[dtype], checkpoint
         try:
             self.tokenizer = NllbTokenizer.from_pretrained(checkpoint["tokenizer"])
         except OSError as exc:
-            from .base import load_error
-
             raise load_error("the NLLB tokenizer for SONAR", checkpoint["tokenizer"], exc) from None
         self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"))
         self.text.to(self.device, self.dtype)
