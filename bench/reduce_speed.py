@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from crossrep.svcca import pair_scores, reduced_basis  # noqa: E402
+from crossrep.svcca import pair_scores, prepare, route  # noqa: E402
 from reference_svcca import reference_svcca  # noqa: E402
 
 M, N = 194, 251
@@ -43,30 +43,56 @@ def matmul_rate(size: int = 2048, repeats: int = 3) -> float:
     return 2 * size ** 3 / best
 
 
-def activations(rng, languages: int, n: int, width: int) -> list[np.ndarray]:
-    """Related representations: a shared low-rank signal, per-language mixing, noise."""
+def eigen_rates(repeats: int = 3) -> dict[str, float]:
+    """FLOP/s of one core in the symmetric eigen-solves the method runs, counted as the floor counts them: the
+    basis step's eigen-decomposition with vectors (4 n^3, n = M) and a pair's eigenvalues (4/3 k^3)."""
+    rng = np.random.default_rng(1)
+    out = {}
+    for name, size, flops, solve in (("eigh n=194", M, 4 * M ** 3, np.linalg.eigh),
+                                      ("eigvalsh k=150", 150, 4 / 3 * 150 ** 3, np.linalg.eigvalsh),
+                                      ("eigvalsh k=40", 40, 4 / 3 * 40 ** 3, np.linalg.eigvalsh)):
+        a = rng.standard_normal((64, size, size))
+        a = a @ a.transpose(0, 2, 1)
+        best = float("inf")
+        with threadpool_limits(limits=1):
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for m in a:
+                    solve(m)
+                best = min(best, time.perf_counter() - t)
+        out[name] = flops * len(a) / best
+    return out
+
+
+def activations(rng, languages: int, n: int, width: int, dominant: float = 0.0) -> list[np.ndarray]:
+    """Related representations: a shared low-rank signal, per-language mixing, noise; `dominant` adds one
+    strong direction, as real activations often have, so that the kept directions' epsilon scales spread out."""
     shared = rng.standard_normal((n, 64))
     return [np.tanh(shared @ rng.standard_normal((64, width)) / 8 + 0.5 * rng.standard_normal((n, width)))
-            for _ in range(languages)]
+            + dominant * np.outer(rng.standard_normal(n), rng.standard_normal(width)) for _ in range(languages)]
 
 
 def basis_flops(n: int, d: int) -> float:
-    """Centred Gram matrix (2 n^2 d) and its symmetric eigen-decomposition with vectors (~4 n^3)."""
-    return 2 * n * n * d + 4 * n ** 3
+    """Centred Gram matrix (symmetric: n^2 d) and its symmetric eigen-decomposition with vectors (~4 n^3)."""
+    return n * n * d + 4 * n ** 3
 
 
-def pair_flops(ka: int, kb: int, n: int) -> float:
-    """Block product (2 ka kb n), the block's smaller Gram matrix (2 k^2 K), its eigenvalues (4/3 k^3)."""
-    k, big = min(ka, kb), max(ka, kb)
-    return 2 * ka * kb * n + 2 * k * k * big + 4 / 3 * k ** 3
+def pair_flops(x, y) -> tuple[float, bool]:
+    """A pair as `pair_scores` routes it: block product (2 n kl kr, kl = x's width or its complement's), the
+    block's smaller Gram matrix (2 k^2 K), its eigenvalues (4/3 k^3); and whether it went by the complement."""
+    through, x, y = route(x, y)
+    n, kl, kr = x.vectors.shape[0], (x.complement.shape[1] if through else x.width), y.width
+    k, big = min(kl, kr), max(kl, kr)
+    return 2 * n * kl * kr + 2 * k * k * big + 4 / 3 * k ** 3, through
 
 
 CHUNK = 128  # pairs per task, as crossrep.reduce splits a family
+DOMINANT = 1.0  # one direction as strong as the signal: its pairs cannot take the complement route
 
 
 def _basis(x):
     with threadpool_limits(limits=1):
-        return reduced_basis(x)
+        return prepare(x)
 
 
 def _pairs(a, b, pairs):
@@ -74,11 +100,11 @@ def _pairs(a, b, pairs):
         return pair_scores(a, b, pairs=pairs)
 
 
-def one_point(rng, languages: int, width: int, stats: dict, pool) -> dict:
+def one_point(rng, languages: int, width: int, dominant: float, stats: dict, pool) -> dict:
     """The four families at one point as crossrep.reduce runs them: one task per basis, then tasks of
     CHUNK pairs, all on a pool of `workers` threads; timed without the data generation."""
-    sets = {"text_cl": activations(rng, languages, M, width), "speech_cl": activations(rng, languages, M, width),
-            "text_cm": activations(rng, languages, N, width), "speech_cm": activations(rng, languages, N, width)}
+    sets = {key: activations(rng, languages, M if key.endswith("cl") else N, width, dominant)
+            for key in ("text_cl", "speech_cl", "text_cm", "speech_cm")}
     upper = [(i, j) for i in range(languages) for j in range(i + 1, languages)]
     families = {"text": ("text_cl", "text_cl", upper), "speech": ("speech_cl", "speech_cl", upper),
                 "text_speech": ("text_cl", "speech_cl", [(i, j) for i in range(languages) for j in range(languages)]),
@@ -98,9 +124,10 @@ def one_point(rng, languages: int, width: int, stats: dict, pool) -> dict:
             if f == fam:
                 for i, j in chunk:
                     scores[i, j] = part[i, j]
-        n = sets[a][0].shape[0]
-        ka, kb = max(x.shape[1] for x in bases[a]), max(x.shape[1] for x in bases[b])
-        stats["flops"] += len(pairs) * pair_flops(ka, kb, n)
+        for i, j in pairs:
+            flops, through = pair_flops(bases[a][i], bases[b][j])
+            stats["flops"] += flops
+            stats["routed"] += through
         stats["pairs"] += len(pairs)
         out[fam] = (sets[a] if fam in ("text", "speech") else (sets[a], sets[b]), scores)
     stats["flops"] += sum(basis_flops(*x.shape) for _, x in flat)
@@ -131,21 +158,23 @@ def pairwise_sample(data: dict, sample: int, rng) -> tuple[float, float, int]:
     return seconds / count, worst, count
 
 
-def run(languages: int, width: int, points: int, sample: int, rate: float, workers: int) -> dict:
+def run(languages: int, width: int, points: int, sample: int, rate: float, workers: int,
+        dominant: float = 0.0) -> dict:
     rng = np.random.default_rng(width + languages)
-    stats = {"seconds": 0.0, "flops": 0.0, "pairs": 0}
+    stats = {"seconds": 0.0, "flops": 0.0, "pairs": 0, "routed": 0}
     per_pair, worst = [], 0.0
     with ThreadPoolExecutor(workers) as pool:
         for p in range(points):
-            data = one_point(rng, languages, width, stats, pool)
+            data = one_point(rng, languages, width, dominant, stats, pool)
             if p == 0 and sample:
                 sec, w, _ = pairwise_sample(data, sample, rng)
                 per_pair.append(sec)
                 worst = max(worst, w)
     pairwise = per_pair[0] * stats["pairs"] if per_pair else float("nan")
-    return {"languages": languages, "width": width, "points": points, "pairs": stats["pairs"],
+    return {"languages": languages, "width": width, "data": f"dominant x{dominant:g}" if dominant else "noise-like",
+            "points": points, "pairs": stats["pairs"], "routed": stats["routed"] / stats["pairs"],
             "seconds": stats["seconds"], "pairs_per_s": stats["pairs"] / stats["seconds"],
-            "pairwise_s": pairwise, "ratio": pairwise / stats["seconds"], "max_diff": worst,
+            "pairwise_s": pairwise, "ratio": pairwise / stats["seconds"], "max_diff": worst if per_pair else None,
             "floor_s": stats["flops"] / (rate * workers),
             "of_floor": stats["seconds"] * rate * workers / stats["flops"],
             "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}
@@ -160,17 +189,22 @@ def main() -> None:
     args = ap.parse_args()
     rate = matmul_rate()
     print(f"float64 matrix multiply: {rate / 1e9:.1f} GFLOP/s per core; {args.workers} workers")
+    print("symmetric eigen-solves: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in eigen_rates().items()))
     rows = [run(30, 1024, args.points, args.sample, rate, args.workers),
-            run(30, 4096, args.points, args.sample, rate, args.workers)]
+            run(30, 4096, args.points, args.sample, rate, args.workers),
+            run(30, 1024, args.points, args.sample, rate, args.workers, DOMINANT),
+            run(30, 4096, args.points, args.sample, rate, args.workers, DOMINANT)]
     if args.big:
         rows += [run(102, 1024, 1, 0, rate, args.workers), run(102, 1024, 2, 0, rate, args.workers)]
-    head = ("langs", "width", "points", "pairs", "seconds", "pairs/s", "pairwise s", "ratio", "max diff",
-            "floor s", "x floor", "peak GB")
+    head = ("langs", "width", "data", "points", "pairs", "complement", "seconds", "pairs/s", "pairwise s",
+            "ratio", "max diff", "floor s", "x floor", "peak GB")
     print(" | ".join(f"{h:>10}" for h in head))
     for r in rows:
         print(" | ".join(f"{v:>10}" for v in (
-            r["languages"], r["width"], r["points"], r["pairs"], f"{r['seconds']:.1f}", f"{r['pairs_per_s']:.0f}",
-            f"{r['pairwise_s']:.0f}", f"{r['ratio']:.0f}x", f"{r['max_diff']:.1e}", f"{r['floor_s']:.1f}",
+            r["languages"], r["width"], r["data"], r["points"], r["pairs"], f"{r['routed']:.0%}",
+            f"{r['seconds']:.1f}", f"{r['pairs_per_s']:.0f}",
+            *((f"{r['pairwise_s']:.0f}", f"{r['ratio']:.0f}x", f"{r['max_diff']:.1e}") if r["max_diff"] is not None
+              else ("-", "-", "-")), f"{r['floor_s']:.1f}",
             f"{r['of_floor']:.2f}", f"{r['peak_gb']:.1f}")))
 
 

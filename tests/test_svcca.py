@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crossrep.measures import random_baseline
-from crossrep.svcca import reduced_basis, svcca, svcca_matrix
+from crossrep.svcca import COMPLEMENT_TOLERANCE, pair_scores, prepare, reduced_basis, route, svcca, svcca_matrix
 from reference_svcca import reference_svcca
 
 
@@ -100,8 +100,6 @@ def test_random_baseline_is_deterministic_and_below_related_data():
 
 
 def test_batched_pairs_equal_pair_by_pair_on_edge_cases():
-    from crossrep.svcca import pair_scores
-
     rng = np.random.default_rng(11)
     n = 50
     z = rng.standard_normal((n, 6))
@@ -123,7 +121,55 @@ def test_batched_pairs_equal_pair_by_pair_on_edge_cases():
                     assert sym[i, j] == pytest.approx(reference_svcca(xs[i], xs[j], mode=mode), abs=1e-6)
                 assert cross[i, j] == pytest.approx(reference_svcca(xs[i], ys[j], mode=mode), abs=1e-6)
         assert np.all(sym[4, [0, 1, 2, 3, 5]] == 0.0)
-    bases = [reduced_basis(x) for x in xs]
+    bases = [prepare(x) for x in xs]
     some = pair_scores(bases, bases, pairs=[(0, 0), (2, 5)], batch=1)
     assert some[0, 0] == pytest.approx(1.0) and some[2, 5] == pytest.approx(svcca(xs[2], xs[5]), abs=1e-12)
     assert np.isnan(some[1, 1])
+
+
+def _wide(rng, n, d, strong=0.0):
+    """Noise-like data whose kept directions fill most of the sentence space; a `strong` dominant direction
+    makes the smallest kept singular values small relative to the largest."""
+    x = rng.standard_normal((n, d)) + 0.3 * rng.standard_normal((n, 4)) @ rng.standard_normal((4, d))
+    return x + strong * np.outer(rng.standard_normal(n), rng.standard_normal(d))
+
+
+def test_complement_route_matches_reference_within_its_bound():
+    rng = np.random.default_rng(21)
+    n = 60
+    xs = [_wide(rng, n, 200), _wide(rng, n, 50), _wide(rng, n, 300)[:, :120], _wide(rng, n, 59)]
+    ys = [x[:, :30] + 0.5 * rng.standard_normal((n, 30)) for x in xs] + [_wide(rng, n, 70)]
+    bx, by = [prepare(x) for x in xs], [prepare(y) for y in ys]
+    assert all(b.complement is not None and b.complement.shape == (n, n - b.width) for b in bx)
+    assert bx[1].vectors.shape[1] > n // 2  # 50 features < 60 sentences: complement from a complete QR
+    for b in bx:
+        assert np.abs(b.complement.T @ b.vectors).max() < 1e-12
+        assert np.abs(b.complement.T @ b.complement - np.eye(n - b.width)).max() < 1e-12
+    sym, cross = pair_scores(bx), pair_scores(bx, by)
+    routed = 0
+    for i in range(len(xs)):
+        for j in range(len(ys)):
+            through, x, y = route(bx[i], by[j])
+            routed += through
+            bound = 1 - (1 - x.slack) * (1 - y.slack)
+            ref = reference_svcca(xs[i], ys[j])
+            assert abs(cross[i, j] - ref) <= bound + 1e-12, (i, j, cross[i, j] - ref, bound)
+            if j < len(xs) and i != j:
+                assert abs(sym[i, j] - reference_svcca(xs[i], xs[j])) <= COMPLEMENT_TOLERANCE + 1e-12
+    assert routed >= 4
+
+
+def test_complement_route_is_refused_where_the_scales_could_move_the_score():
+    rng = np.random.default_rng(22)
+    x, y = _wide(rng, 60, 200, strong=3.0), _wide(rng, 60, 200, strong=3.0)
+    bx, by = prepare(x), prepare(y)
+    assert bx.complement is not None and bx.slack > COMPLEMENT_TOLERANCE
+    assert not route(bx, by)[0]
+    assert pair_scores([bx], [by])[0, 0] == pytest.approx(svcca(x, y), abs=1e-12)
+
+
+def test_no_complement_where_it_is_wider_than_the_basis():
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((60, 5)) @ rng.standard_normal((5, 100))
+    assert prepare(x).complement is None
+    assert prepare(x).width == 5

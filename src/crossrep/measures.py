@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .svcca import array_module, pair_scores, reduce_svd, reduced_basis
+from . import svcca
+from .svcca import array_module, pair_scores, reduce_svd
 
 MEASURES = ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
 
@@ -30,7 +31,7 @@ MEASURES = ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
 def prepare(name: str, x, sim: dict):
     """The prepared form of one (sentences x features) representation."""
     if name == "svcca":
-        return reduced_basis(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
+        return svcca.prepare(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
     if name == "pwcca":
         return reduce_svd(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
     xp = array_module(x)
