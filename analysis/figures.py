@@ -3,6 +3,7 @@ vs speech) and Fig. 5 (per language at the last layer), as PNG and PDF in `<out>
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from crossrep.config import Job  # noqa: E402
-from crossrep.reduce import open_similarity  # noqa: E402
+from crossrep.plan import open_checked  # noqa: E402
+from crossrep.reduce import check_similarity, open_similarity  # noqa: E402
 
 from . import tables  # noqa: E402
 
@@ -20,9 +22,16 @@ COLORS = {"all": "black", "high": "tab:blue", "medium": "tab:orange", "low": "ta
 
 
 def run(job: Job) -> Path:
-    """Every figure for every measure: the first measure of the job unsuffixed, the others `_<measure>`."""
-    out = job.out / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    """Every figure for every measure: the first measure of the job unsuffixed, the others `_<measure>`.
+
+    Drawn into a scratch folder, then moved into `<out>/figures/`, where figures of earlier jobs that this one
+    does not draw are removed (files that crossrep did not write are left alone)."""
+    open_checked(job)
+    check_similarity(job)
+    target = job.out / "figures"
+    out = job.out / ".figures.partial"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
     full = {m.name: open_similarity(job.out, m.name) for m in job.models}
     for k, measure in enumerate(job.similarity.measures):
         datasets = {name: ds.sel(measure=measure) for name, ds in full.items()}
@@ -30,7 +39,15 @@ def run(job: Job) -> Path:
         fig2(datasets, out, suffix, measure)
         fig3(datasets, out, suffix, measure)
         fig5(datasets, out, suffix, measure)
-    return out
+    target.mkdir(exist_ok=True)
+    drawn = {f.name for f in out.iterdir()}
+    for old in target.glob("fig*_*.*"):
+        if old.name not in drawn and old.suffix in (".png", ".pdf", ".csv"):
+            old.unlink()
+    for name in drawn:
+        (out / name).replace(target / name)
+    out.rmdir()
+    return target
 
 
 def _axes(n: int, width: float = 5.0, height: float = 3.6):

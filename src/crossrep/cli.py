@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,12 +17,14 @@ examples:
   crossrep run jobs/paper.yaml --executor local the study's setup on this machine
   crossrep run demo --set extract.batch_size=1 --set similarity.measures=[svcca]
   crossrep status demo                          complete / partial / failed / missing per shard
+  crossrep status runs/demo --verify            read every chunk back; damaged ones are recomputed by `run`
   crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
   crossrep run paper --executor slurm --cluster horeka   submit the array, reduce and aggregate jobs
   crossrep resume paper --executor slurm --cluster horeka  resubmit what is not complete
   crossrep demo-data runs/demo-data             write the demo FLEURS-layout data only
 
-JOB is a YAML file or the name of a bundled job (demo, paper); it defaults to demo.
+JOB is a YAML file, an output folder (its job.yaml), or the name of a bundled job (demo, paper); it defaults
+to demo. One command writes to an output folder at a time: a second is refused, naming the first.
 Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/.
 """
 
@@ -38,6 +43,9 @@ def parser() -> argparse.ArgumentParser:
                     "activations, score every language pair (SVCCA, PWCCA, CKA, debiased CKA, mutual kNN), "
                     "draw the figures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    top.add_argument("--version", action="version", version=f"crossrep {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for name, text in (("run", "Run a job's stages through an executor. Completed shards are kept: running "
@@ -72,16 +80,28 @@ def parser() -> argparse.ArgumentParser:
                        description="Extract shards in this process: all incomplete ones, or those given with "
                                    "--shard (the store must exist: see `crossrep plan`).")
     _job_args(p)
-    p.add_argument("--shard", type=int, action="append", metavar="I", help="shard index (repeatable)")
+    p.add_argument("--shard", action="append", metavar="I|KEY",
+                   help="shard index or MODEL/MODALITY/LANG key (repeatable); see `crossrep plan`")
 
     for name, text in (("reduce", "compute similarity.zarr from a complete activation store"),
                        ("aggregate", "draw figures and tables from similarity.zarr")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", in this process.")
         _job_args(p)
 
-    p = sub.add_parser("status", help="show each shard: complete, partial, failed or missing")
+    p = sub.add_parser("status", help="show each shard: complete, partial, failed or missing",
+                       description="Show each shard's state, with its error and log where it failed. Exit status 0 "
+                                   "when every shard is complete (and, with --verify, undamaged), else 1.")
     _job_args(p)
     p.add_argument("--all", action="store_true", help="list complete shards too")
+    p.add_argument("--verify", action="store_true",
+                   help="read back every chunk recorded as done (file, checksums, finite values); name each "
+                        "damaged one and mark it not done, so that `run` or `resume` recomputes exactly those")
+
+    p = sub.add_parser("repair", help="rebuild a store whose root metadata is lost, keeping verified chunks",
+                       description="Rebuild the metadata of <out>/activations.zarr from the job's plan where its root "
+                                   "zarr.json is missing or unreadable: missing groups and arrays are re-created, "
+                                   "and every chunk whose files all verify is kept. Nothing is deleted.")
+    _job_args(p)
 
     p = sub.add_parser("demo-data", help="write the demo data (FLEURS layout) to DIR",
                        description="Write a FLEURS-layout copy of crossrep's own parallel corpus, with speech "
@@ -94,14 +114,37 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(args)
     except CrossrepError as exc:
         print(f"crossrep: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:  # `crossrep status | head`
+            sys.stderr.close()
+            return 0
+        if exc.errno == errno.ENOSPC:
+            print(f"crossrep: error: no space left on device writing {exc.filename or 'the output folder'}; "
+                  f"free some space and run the same command again to resume", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
-        print("crossrep: interrupted; run the same command again to resume", file=sys.stderr)
+        print("crossrep: interrupted; every worker has stopped; run the same command again to resume",
+              file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+
+
+def _terminate(signum, frame):
+    """SIGTERM (scancel, kill) stops like Ctrl-C: workers first, then this process."""
+    raise KeyboardInterrupt
 
 
 def _dispatch(args) -> int:
@@ -154,28 +197,45 @@ def _dispatch(args) -> int:
             print(f"{s.index}\t{s.model}\t{s.modality}\t{s.lang}")
         return 0
     if args.command == "extract":
-        from .extract import run_all, run_task, write_resolved
+        from .extract import run_all, run_task, shard_indices, write_resolved
+        from .lock import folder_lock
         from .plan import create_store
 
-        if args.shard:
-            return 0 if run_task(str(write_resolved(job)), args.shard) else 1
-        create_store(job)
-        run_all(job)
-        return 0
-    if args.command == "reduce":
-        from .reduce import run
+        if args.shard:  # an array task: shard locks only, so that the tasks of an array run side by side
+            from .plan import open_checked
 
-        print(run(job))
+            open_checked(job)
+            indices = shard_indices(job, args.shard)
+            run_task(str(write_resolved(job)), indices)
+            return 0
+        with folder_lock(job.out, f"crossrep extract {job.name}"):
+            create_store(job)
+            run_all(job)
         return 0
-    if args.command == "aggregate":
-        from .analysis.figures import run
+    if args.command in ("reduce", "aggregate"):
+        from .extract import write_resolved
+        from .plan import open_checked
+        from .stages import aggregate_stage, reduce_stage
 
-        print(run(job))
+        open_checked(job)  # before job.yaml is touched: a job that does not describe the store changes nothing
+        stage = reduce_stage if args.command == "reduce" else aggregate_stage
+        print(stage(str(write_resolved(job))))
         return 0
     if args.command == "status":
         from .status import render
 
-        text, ok = render(job, show_all=args.all)
+        text, ok = render(job, show_all=args.all, verify=args.verify)
         print(text)
         return 0 if ok else 1
+    if args.command == "repair":
+        from .lock import folder_lock
+        from .plan import store_plan
+        from .store import ActivationStore
+
+        with folder_lock(job.out, f"crossrep repair {job.name}"):
+            store, kept = ActivationStore.rebuild(job.out, store_plan(job))
+        states = [store.state(k) for k in store.plan.shards()]
+        print(f"{store.path}: metadata rebuilt from the job's plan; {kept} chunks verified and kept, "
+              f"{sum(s.complete for s in states)} of {len(states)} shards complete; `crossrep run` does the rest")
+        return 0
     raise AssertionError(args.command)

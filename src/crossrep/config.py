@@ -126,6 +126,10 @@ def resolve_job_path(spec: str | Path | None) -> tuple[str, str]:
     """(text, where) for a job given as a path or as the name of a bundled job (default: demo)."""
     spec = "demo" if spec is None else str(spec)
     path = Path(spec)
+    if path.is_dir():
+        if not (path / "job.yaml").is_file():
+            raise ConfigError(f"{path}: a folder without job.yaml (an output folder has one once a run has started)")
+        path = path / "job.yaml"
     if path.is_file():
         return path.read_text(encoding="utf-8"), str(path)
     name = spec[:-5] if spec.endswith(".yaml") and "/" not in spec else spec
@@ -138,10 +142,7 @@ def resolve_job_path(spec: str | Path | None) -> tuple[str, str]:
 def load_job(spec: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Job:
     """Read a job spec (path or bundled name), apply `key=value` overrides, validate."""
     text, where = resolve_job_path(spec)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    raw = parse_yaml(text, where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a job spec is a mapping with keys {', '.join(_TOP)}")
     for item in overrides:
@@ -150,6 +151,18 @@ def load_job(spec: str | Path | None = None, overrides: list[str] | tuple[str, .
         return parse_job(raw, source=where)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text parsed, or an error naming the file, line and column and what is wrong there."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        raise ConfigError(f"{where}{at}: not valid YAML: {what}" + (f" ({context})" if context else "")) from None
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -209,7 +222,9 @@ class Section:
         if name in self.raw and self.raw[name] is not None:
             return self.raw[name]
         if default is ...:
-            raise ConfigError(f"{self.key(name)}: missing (required)")
+            near = difflib.get_close_matches(name, [str(k) for k in self.raw if k not in self.seen], n=1)
+            hint = f" (found {near[0]!r}: a typo?)" if near else ""
+            raise ConfigError(f"{self.key(name)}: missing (required){hint}")
         return default
 
     def int(self, name: str, default: Any = ..., minimum: int = 0) -> int:

@@ -8,9 +8,11 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -22,9 +24,10 @@ from tqdm import tqdm
 from .config import Job, load_job
 from .data.fleurs import FleursLanguage
 from .errors import CrossrepError, ModelError
+from .lock import shard_lock
 from .models import adapter_class
-from .plan import shards as all_shards
-from .store import ActivationStore, Shard, chunk_rows
+from .plan import open_checked, shards as all_shards
+from .store import ActivationStore, ShardKey, chunk_rows
 
 log = logging.getLogger(__name__)
 
@@ -32,31 +35,84 @@ log = logging.getLogger(__name__)
 class ShardFailures(CrossrepError):
     """Some shards of a task failed; each failure is recorded in its shard group's `error` attribute."""
 
+    def __init__(self, failures: dict[str, str], total: int):
+        self.failures = failures
+        super().__init__(f"{len(failures)} of {total} shards failed:\n  "
+                         + "\n  ".join(f"{k}: {v}" for k, v in failures.items()))
+
+
+def describe(exc: BaseException) -> str:
+    """One line a researcher can act on: crossrep's own message, a full disk with its path, else the type."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return f"no space left on device writing {exc.filename or 'the output folder'}"
+    text = str(exc)
+    if "os error 28" in text or "No space left" in text:
+        return f"no space left on device ({text.splitlines()[0][:200]})"
+    if isinstance(exc, CrossrepError):
+        return text
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+
+
+def shard_indices(job: Job, selection: list[str]) -> list[int]:
+    """`--shard` values (an index or a MODEL/MODALITY/LANG key) as indices into the job's shard table."""
+    table = all_shards(job)
+    keys = {str(k): i for i, k in enumerate(table)}
+    out = []
+    for item in selection:
+        item = str(item)
+        if item.isdigit():
+            if int(item) >= len(table):
+                raise CrossrepError(f"--shard {item}: out of range 0..{len(table) - 1}")
+            out.append(int(item))
+        elif item in keys:
+            out.append(keys[item])
+        else:
+            raise CrossrepError(f"--shard {item!r}: neither an index 0..{len(table) - 1} nor a shard of the job "
+                                f"(e.g. {table[0]})")
+    return out
+
 
 def run_task(job_file: str, indices: list[int], progress: bool = True) -> dict:
-    """Entry point of one extraction task (a submitit job or a Slurm array element): shards by index."""
+    """Entry point of one extraction task (a submitit job or a Slurm array element): shards by index.
+
+    Each shard is written under its own lock. A failing shard records its error and the task goes on with
+    the next; an interrupt (Ctrl-C, a cancelled task) stops at once and marks nothing failed."""
     job = load_job(job_file)
     torch.set_num_threads(job.extract.threads)
     table = all_shards(job)
     bad = [i for i in indices if not 0 <= i < len(table)]
     if bad:
         raise CrossrepError(f"{job_file}: shard index {bad[0]} out of range 0..{len(table) - 1}")
-    store = ActivationStore(job.out, mode="r+")
+    store = open_checked(job, mode="r+")
     extractor = Extractor(job, store, progress)
     failures = {}
-    for i in indices:
-        shard = table[i]
-        try:
-            extractor.run(shard)
-        except Exception as exc:  # recorded per shard; the task still fails at the end
-            message = str(exc) if isinstance(exc, CrossrepError) else "".join(
-                traceback.format_exception_only(type(exc), exc)).strip()
-            store.mark(shard, error=message)
-            failures[shard.key] = message
-            print(f"crossrep: shard {i} {shard.key} failed: {message}", file=sys.stderr)
+    interrupted = []
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        for i in indices:
+            key = table[i]
+            try:
+                with shard_lock(job.out, key):
+                    extractor.run(key)
+            except Exception as exc:  # recorded per shard; the task still fails at the end
+                if interrupted:
+                    raise KeyboardInterrupt from None
+                message = describe(exc)
+                try:
+                    store.mark(key, error=message)
+                except Exception:  # a full disk refuses the attribute write too: the message is still printed
+                    pass
+                failures[str(key)] = message
+                print(f"crossrep: shard {i} {key} failed: {message}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if failures:
-        raise ShardFailures(f"{len(failures)} of {len(indices)} shards failed: "
-                            + "; ".join(f"{k}: {v}" for k, v in failures.items()))
+        raise ShardFailures(failures, len(indices))
     return {"shards": len(indices)}
 
 
@@ -71,27 +127,24 @@ class Extractor:
         if self._model is None or self._model[0] != model:
             self._model = None
             gc.collect()
-            attrs = self.store.model_attrs(model)
-            cfg = self.job.model(model)
-            cls = adapter_class(cfg.adapter)
-            self._model = (model, cls(attrs["checkpoint"], attrs["options"], device=self.job.extract.device,
+            plan = self.store.model(model)
+            cls = adapter_class(plan.adapter)
+            self._model = (model, cls(plan.checkpoint, plan.options, device=self.job.extract.device,
                                       dtype=self.job.extract.dtype))
         return self._model[1]
 
-    def run(self, shard: Shard) -> None:
+    def run(self, shard: ShardKey) -> None:
         state = self.store.state(shard)
         if state.complete:
             return
-        group = self.store.group(shard)
-        attrs = dict(group.attrs)
-        if attrs.get("error"):
+        if state.error:
             self.store.mark(shard, error=None)
-        ids = [int(i) for i in group["sentence"][:]]
-        points = tuple(attrs["points"])
-        done = set(attrs["chunks_done"])
-        todo = [c for c in range(attrs["n_chunks"]) if c not in done]
+        ids = [int(i) for i in self.store.ids(shard)]
+        points = self.store.points(shard)
+        size = self.store.plan.chunk_size
+        todo = [c for c in range(state.n_chunks) if c not in set(state.chunks_done)]
         lang = FleursLanguage(self.job.data.root, shard.lang, self.job.data.split, self.job.data.seed)
-        rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), attrs["chunk_size"], c)]]
+        rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), size, c)]]
         wanted = [ids[r] for r in rows_todo]
         adapter = self.adapter(shard.model)
         if adapter.joint_inputs:
@@ -103,13 +156,13 @@ class Extractor:
         bar = tqdm(total=len(ids), initial=len(ids) - len(rows_todo), desc=shard.key, unit="sent",
                    disable=not self.progress, file=sys.stderr, mininterval=1.0)
         for c in todo:
-            chunk_ids = ids[chunk_rows(len(ids), attrs["chunk_size"], c)]
+            chunk_ids = ids[chunk_rows(len(ids), size, c)]
             values = self.chunk(adapter, shard, [inputs[i] for i in chunk_ids], chunk_ids, points, bar)
             self.store.write_chunk(shard, c, values)
         bar.close()
         self.store.mark(shard, complete=True)
 
-    def chunk(self, adapter, shard: Shard, inputs: list, ids: list[int], points: tuple[str, ...], bar) -> dict:
+    def chunk(self, adapter, shard: ShardKey, inputs: list, ids: list[int], points: tuple[str, ...], bar) -> dict:
         """Pooled vectors for one chunk, rows in the chunk's id order; batches are length-sorted."""
         order = sorted(range(len(inputs)), key=lambda k: (_length(inputs[k]), k))
         out: dict[str, np.ndarray] = {}
@@ -140,7 +193,10 @@ def run_all(job: Job, indices: list[int] | None = None, progress: bool = True) -
     """Extract in this process (the `debug` path and `crossrep extract`)."""
     path = write_resolved(job)
     table = all_shards(job)
-    return run_task(str(path), list(range(len(table))) if indices is None else indices, progress=progress)
+    if indices is None:
+        store = ActivationStore(job.out)
+        indices = [i for i, key in enumerate(table) if not store.state(key).complete]
+    return run_task(str(path), indices, progress=progress)
 
 
 def write_resolved(job: Job) -> Path:

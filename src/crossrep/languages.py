@@ -83,12 +83,13 @@ def get(iso: str) -> Language:
 
 
 def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
-    """Turn a set name or a list of codes and set names into ordered, unique ISO codes.
+    """Turn a set name or a list of codes and set names into ordered ISO codes; a code given twice is an error.
 
     `key` is the YAML key the value came from, quoted in errors.
     """
     items = [spec] if isinstance(spec, str) else list(spec)
     out: list[str] = []
+    source: dict[str, str] = {}
     for item in items:
         if not isinstance(item, str):
             raise ConfigError(f"{key}: expected language codes or set names, got {item!r}")
@@ -98,8 +99,12 @@ def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
                 raise ConfigError(
                     f"{key}: unknown language {code!r}; known: {', '.join(LANGUAGES)}; sets: {', '.join(SETS)}"
                 )
-            if code not in out:
-                out.append(code)
+            here = f"set {item}" if item in SETS else "the list"
+            if code in source:
+                raise ConfigError(f"{key}: {code!r} is given twice (in {source[code]} and in {here}); list each "
+                                  f"language once")
+            source[code] = here
+            out.append(code)
     if not out:
         raise ConfigError(f"{key}: no languages given")
     return tuple(out)

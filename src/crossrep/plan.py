@@ -14,18 +14,15 @@ from pathlib import Path
 from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
 from .data.fleurs import FleursLanguage, select
+from .errors import StoreError
 from .models import adapter_class
-from .store import ActivationStore, Shard
+from .store import ActivationStore, ModelPlan, PointPlan, ShardKey, StorePlan
 
 
-def shards(job: Job) -> list[Shard]:
-    """Every (model, modality, language) of the job, in a fixed order: the index is the array task id."""
-    out = []
-    for m in job.models:
-        for modality in MODALITIES:
-            for lang in m.languages:
-                out.append(Shard(len(out), m.name, modality, lang))
-    return out
+def shards(job: Job) -> list[ShardKey]:
+    """Every (model, modality, language) of the job, in a fixed order: a shard's position is its index in
+    `crossrep extract --shard I` and in the Slurm arrays."""
+    return [ShardKey(m.name, modality, lang) for m in job.models for modality in MODALITIES for lang in m.languages]
 
 
 def checkpoint_cache(job: Job) -> Path:
@@ -48,14 +45,14 @@ def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
 
 
 def fingerprint(job: Job) -> dict:
-    """The job settings an existing store must share to be resumed."""
+    """The job settings an existing store must share to be resumed: everything that changes the stored bytes."""
     d = job.to_dict()
     return {"data": {k: v for k, v in d["data"].items() if k != "demo"}, "models": d["models"],
-            "chunk_size": job.extract.chunk_size, "dtype": job.extract.dtype}
+            "extract": d["extract"]}
 
 
-def create_store(job: Job, progress: bool = True) -> ActivationStore:
-    """Plan every model and create (or check) `<out>/activations.zarr`."""
+def store_plan(job: Job, progress: bool = True) -> StorePlan:
+    """Plan every model: resolve checkpoints, check options and languages, select points and sentence ids."""
     data = corpus(job, progress)
     models = []
     for m in job.models:
@@ -67,19 +64,32 @@ def create_store(job: Job, progress: bool = True) -> ActivationStore:
         for modality in MODALITIES:
             for lang in m.languages:
                 spec.check_language(m.name, lang, modality)
-            points[modality] = spec.select(m.name, modality, m.points[modality])
+            points[modality] = tuple(PointPlan(p.name, p.width, p.depth)
+                                     for p in spec.select(m.name, modality, m.points[modality]))
         names = {mod: {p.name for p in pts} for mod, pts in points.items()}
-        pairs = [list(pair) for pair in spec.pairs if pair[1] in names["text"] and pair[2] in names["speech"]]
+        pairs = tuple(tuple(pair) for pair in spec.pairs if pair[1] in names["text"] and pair[2] in names["speech"])
         sel = select(data, m.languages, job.data.crossmodal_sentences, m.crosslingual_sentences, m.name)
-        shard_ids = {lang: list(sel.shard_ids(lang)) for lang in m.languages}
-        models.append({
-            "name": m.name, "adapter": m.adapter, "checkpoint": checkpoint, "options": options,
-            "languages": list(m.languages),
-            "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth} for p in pts]
-                       for mod, pts in points.items()},
-            "pairs": pairs,
-            "crossmodal_ids": {lang: list(ids) for lang, ids in sel.crossmodal.items()},
-            "crosslingual_ids": list(sel.crosslingual),
-            "shards": {mod: shard_ids for mod in MODALITIES},
-        })
-    return ActivationStore.create(job.out, fingerprint(job), models, job.extract.chunk_size)
+        models.append(ModelPlan(
+            name=m.name, adapter=m.adapter, checkpoint=checkpoint, options=options, languages=tuple(m.languages),
+            points=points, pairs=pairs,
+            crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in sel.crossmodal.items()},
+            crosslingual_ids=tuple(int(i) for i in sel.crosslingual),
+            shard_ids={lang: tuple(int(i) for i in sel.shard_ids(lang)) for lang in m.languages},
+        ))
+    return StorePlan(job=fingerprint(job), chunk_size=job.extract.chunk_size, models=tuple(models))
+
+
+def create_store(job: Job, progress: bool = True) -> ActivationStore:
+    """Plan every model and create (or check, and re-create missing groups of) `<out>/activations.zarr`."""
+    return ActivationStore.create(job.out, store_plan(job, progress))
+
+
+def open_checked(job: Job, mode: str = "r") -> ActivationStore:
+    """The job's existing store, refused (naming each differing key) where the job does not describe it."""
+    store = ActivationStore(job.out, mode=mode)
+    stored = StorePlan(store.plan.job, store.plan.chunk_size, ())
+    diff = stored.differences(StorePlan(fingerprint(job), job.extract.chunk_size, ()))
+    if diff:
+        raise StoreError(f"{store.path}: the job does not describe this store; it differs in:\n  "
+                         + "\n  ".join(diff))
+    return store

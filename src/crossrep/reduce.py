@@ -16,13 +16,14 @@ from pathlib import Path
 import dask
 import numpy as np
 import xarray as xr
+import zarr
 from threadpoolctl import threadpool_limits
 
 from . import languages as langs
 from .config import Job
 from .errors import StoreError
 from .plan import shards as all_shards
-from .store import ActivationStore, Shard
+from .store import ActivationStore, ShardKey
 from . import measures
 
 FILENAME = "similarity.zarr"
@@ -31,9 +32,10 @@ FAMILIES = ("text", "speech", "text_speech", "crossmodal")
 
 def check_complete(job: Job, store: ActivationStore) -> None:
     """Refuse to reduce an incomplete store, naming every shard that is not complete."""
-    bad = [st for st in (store.state(s) for s in all_shards(job)) if st.status != "complete"]
+    table = all_shards(job)
+    bad = [(i, st) for i, st in enumerate(store.state(s) for s in table) if st.status != "complete"]
     if bad:
-        listed = ", ".join(f"{st.shard.index}:{st.shard.key} ({st.status})" for st in bad[:10])
+        listed = ", ".join(f"{i}:{st.key} ({st.status})" for i, st in bad[:10])
         more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
         raise StoreError(f"{store.path}: {len(bad)} shards are not complete: {listed}{more}; "
                          f"run `crossrep status` and `crossrep extract` (or `resume`) first")
@@ -61,7 +63,7 @@ def prepared(out: str, model: str, sim: dict, measure: str, modality: str, lang:
     parallelism, and the small matrix products of the reduction run faster unthreaded."""
     with threadpool_limits(limits=1):
         xp = array_backend(sim["backend"])
-        x = xp.asarray(ActivationStore(Path(out)).read(Shard(-1, model, modality, lang), point, ids))
+        x = xp.asarray(ActivationStore(Path(out)).read(ShardKey(model, modality, lang), point, ids))
         return measures.prepare(measure, x, sim)
 
 
@@ -91,15 +93,15 @@ PAIRS_PER_TASK = 128  # a family's pairs are split into tasks of this size, for 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset."""
-    attrs = store.model_attrs(model)
+    plan = store.model(model)
     sim = vars(job.similarity)
     out = str(job.out)
-    languages = attrs["languages"]
-    cl_ids, cm_ids = attrs["crosslingual_ids"], attrs["crossmodal_ids"]
-    tp = attrs["points"]["text"]
-    sp = attrs["points"]["speech"]
+    languages = list(plan.languages)
+    cl_ids, cm_ids = list(plan.crosslingual_ids), {k: list(v) for k, v in plan.crossmodal_ids.items()}
+    tp = [vars(p) for p in plan.points["text"]]
+    sp = [vars(p) for p in plan.points["speech"]]
     width = {("text", p["name"]): p["width"] for p in tp} | {("speech", p["name"]): p["width"] for p in sp}
-    pairs = attrs["pairs"]
+    pairs = [list(p) for p in plan.pairs]
     m, n = len(cl_ids), len(next(iter(cm_ids.values())))
     d = dask.delayed(pure=True)
     cache: dict = {}
@@ -173,8 +175,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             "repeat": np.arange(job.similarity.baseline_repeats),
         },
         attrs={
-            "model": model, "adapter": attrs["adapter"], "checkpoint": attrs["checkpoint"],
-            "options": attrs["options"],
+            "model": model, "adapter": plan.adapter, "checkpoint": plan.checkpoint,
+            "options": plan.options,
             "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
             "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
             "crosslingual_sentences": m, "crossmodal_sentences": n,
@@ -200,15 +202,27 @@ def _str(values) -> np.ndarray:
 
 
 def run(job: Job) -> Path:
-    """Reduce a complete activation store into `<out>/similarity.zarr` and the CSV tables."""
-    store = ActivationStore(job.out)
+    """Reduce a complete activation store into `<out>/similarity.zarr` and the CSV tables, after checking that
+    the job describes the store and that every chunk verifies."""
+    from .plan import open_checked
+
+    store = open_checked(job)
     check_complete(job, store)
+    damaged = store.verify()
+    if damaged:
+        store.forget(damaged)
+        listed = "\n  ".join(str(d) for d in damaged[:20])
+        more = f"\n  ... and {len(damaged) - 20} more" if len(damaged) > 20 else ""
+        raise StoreError(f"{store.path}: {len(damaged)} damaged chunks, now marked for recomputation:\n  {listed}"
+                         f"{more}\nrun `crossrep run` (or `resume`) with the same job to recompute exactly those")
     datasets = {m.name: model_dataset(job, store, m.name) for m in job.models}
     target = job.out / FILENAME
     tmp = job.out / (FILENAME + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     for name, ds in datasets.items():
         ds.to_zarr(tmp, group=name, mode="w", zarr_format=3, consolidated=False)
+    settings = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
+    settings.attrs["crossrep"] = {"similarity": similarity_settings(job), "models": [m.name for m in job.models]}
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     write_tables(datasets, job.out)
@@ -239,6 +253,33 @@ def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
     with open(out / "baseline.csv", "w", encoding="utf-8") as f:
         f.write("model,measure,family,point,mean,std\n")
         f.writelines(f"{m},{me},{fam},{p},{mu:.8f},{sd:.8f}\n" for m, me, fam, p, mu, sd in base)
+
+
+def similarity_settings(job: Job) -> dict:
+    """What similarity.zarr was computed with: the job's similarity keys that change its numbers."""
+    keep = ("measures", "knn", "variance", "variance_mode", "epsilon", "baseline_repeats", "seed")
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(job.similarity).items() if k in keep}
+
+
+def check_similarity(job: Job) -> None:
+    """Refuse a job whose similarity settings or models differ from those similarity.zarr was computed with."""
+    path = job.out / FILENAME
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: no similarity store (run the reduce stage first)")
+    info = zarr.open_group(str(path), mode="r", zarr_format=3).attrs.get("crossrep", {})
+    stored = {"similarity": info.get("similarity"), "models": info.get("models")}
+    wanted = {"similarity": similarity_settings(job), "models": [m.name for m in job.models]}
+    diff = []
+    for part in ("similarity", "models"):
+        if part == "models" and stored[part] != wanted[part]:
+            diff.append(f"models: stored {stored[part]!r}, requested {wanted[part]!r}")
+        elif part == "similarity":
+            old = stored[part] or {}
+            diff += [f"similarity.{k}: stored {old.get(k, '(absent)')!r}, requested {v!r}"
+                     for k, v in wanted[part].items() if old.get(k, ...) != v]
+    if diff:
+        raise StoreError(f"{path}: computed with other settings; it differs in:\n  " + "\n  ".join(diff)
+                         + "\nrun the reduce stage with this job first")
 
 
 def open_similarity(out: Path, model: str) -> xr.Dataset:

@@ -1,17 +1,23 @@
-"""The three stages as plain functions of a resolved job file, so any executor can run them anywhere."""
+"""The stages as plain functions of a resolved job file, so any executor can run them anywhere. Each takes the
+output folder's lock (held already, and so passed through, when it runs as part of a `crossrep run`)."""
 
 from __future__ import annotations
 
 from .config import load_job
+from .lock import folder_lock
 
 
 def reduce_stage(job_file: str) -> str:
     from . import reduce
 
-    return str(reduce.run(load_job(job_file)))
+    job = load_job(job_file)
+    with folder_lock(job.out, f"crossrep reduce {job.name}"):
+        return str(reduce.run(job))
 
 
 def aggregate_stage(job_file: str) -> str:
     from .analysis import figures
 
-    return str(figures.run(load_job(job_file)))
+    job = load_job(job_file)
+    with folder_lock(job.out, f"crossrep aggregate {job.name}"):
+        return str(figures.run(job))

@@ -1,47 +1,153 @@
 """The activation store: Zarr v3 at `<out>/activations.zarr`, one group per shard `<model>/<modality>/<lang>`.
 
-Each shard group holds `sentence` (FLEURS sentence ids, ascending) and one float32 array per point
-(sentences x features, dimension names `sentence`, `feature_<point>`), so `xarray.open_zarr(path,
-group="seamless/text/eng")` reads it. Arrays use Zarr's sharding codec with one shard per `chunk_size`
-sentences: a chunk of work is written as whole shards, each an atomic file write, so no two writers ever touch
-one file. Progress lives in the shard group's attributes: `chunks_done`, then `complete` (the completion
-marker, written last) or `error`. The whole hierarchy is created before any worker starts; workers only write
-array data and their own group's attributes.
+This module owns the on-disk conventions; everything else gets typed objects (`StorePlan`, `ModelPlan`,
+`ShardKey`, `ShardState`, `Damage`). Each shard group holds `sentence` (FLEURS sentence ids, ascending) and
+one float32 array per point (sentences x features, dimension names `sentence`, `feature_<point>`), so
+`xarray.open_zarr(path, group="seamless/text/eng")` reads it. Arrays use Zarr's sharding codec with one shard
+file per `chunk_size` sentences, inner chunks compressed then CRC32C-checksummed: a chunk of work is written
+as whole files, each an atomic write, and every byte of it can be verified later.
+
+Attributes: the root's `crossrep` (layout version, the job settings the store was made with, chunk size), each
+model group's plan (adapter, checkpoint, options, languages, points, pairs, sentence id sets) and each shard
+group's progress (`chunks_done`, then `complete`, written last, or `error`). The whole hierarchy is created
+before any worker starts; workers only write array data and their own shard group's attributes.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .errors import StoreError
 
-LAYOUT = 1
+LAYOUT = 2
 FILENAME = "activations.zarr"
+MODALITIES = ("text", "speech")
 
 
-@dataclass(frozen=True)
-class Shard:
-    """One unit of extraction work: a model, a modality, a language."""
+# ---------------------------------------------------------------- typed records
 
-    index: int
+
+@dataclass(frozen=True, order=True)
+class ShardKey:
+    """One unit of extraction work: a model, a modality, a language (its group in the store)."""
+
     model: str
     modality: str
     lang: str
 
+    def __str__(self) -> str:
+        return f"{self.model}/{self.modality}/{self.lang}"
+
     @property
     def key(self) -> str:
-        return f"{self.model}/{self.modality}/{self.lang}"
+        return str(self)
+
+    @classmethod
+    def parse(cls, text: str) -> "ShardKey":
+        parts = text.strip("/").split("/")
+        if len(parts) != 3 or parts[1] not in MODALITIES:
+            raise StoreError(f"{text!r} is not a shard key MODEL/MODALITY/LANG (modality text or speech)")
+        return cls(*parts)
+
+
+@dataclass(frozen=True)
+class PointPlan:
+    name: str
+    width: int
+    depth: float
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """Everything the store records of one model: what was loaded and what every shard of it holds."""
+
+    name: str
+    adapter: str
+    checkpoint: Any  # resolved: a hub id or local path, or a mapping of them
+    options: dict
+    languages: tuple[str, ...]
+    points: dict[str, tuple[PointPlan, ...]]  # modality -> points in model order
+    pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
+    crossmodal_ids: dict[str, tuple[int, ...]]  # language -> its first N sentence ids
+    crosslingual_ids: tuple[int, ...]  # the first M ids shared by all languages
+    shard_ids: dict[str, tuple[int, ...]]  # language -> the ids its shards hold (both modalities)
+
+    def point(self, modality: str, name: str) -> PointPlan:
+        for p in self.points[modality]:
+            if p.name == name:
+                return p
+        raise StoreError(f"model {self.name}: {modality} has no point {name!r}")
+
+    def to_attrs(self) -> dict:
+        return {
+            "name": self.name, "adapter": self.adapter, "checkpoint": self.checkpoint, "options": self.options,
+            "languages": list(self.languages),
+            "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth} for p in pts]
+                       for mod, pts in self.points.items()},
+            "pairs": [list(p) for p in self.pairs],
+            "crossmodal_ids": {lang: list(ids) for lang, ids in self.crossmodal_ids.items()},
+            "crosslingual_ids": list(self.crosslingual_ids),
+            "shard_ids": {lang: list(ids) for lang, ids in self.shard_ids.items()},
+        }
+
+    @classmethod
+    def from_attrs(cls, a: dict, where: str) -> "ModelPlan":
+        try:
+            return cls(
+                name=a["name"], adapter=a["adapter"], checkpoint=a["checkpoint"], options=dict(a["options"]),
+                languages=tuple(a["languages"]),
+                points={mod: tuple(PointPlan(p["name"], int(p["width"]), float(p["depth"])) for p in pts)
+                        for mod, pts in a["points"].items()},
+                pairs=tuple(tuple(p) for p in a["pairs"]),
+                crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["crossmodal_ids"].items()},
+                crosslingual_ids=tuple(int(i) for i in a["crosslingual_ids"]),
+                shard_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["shard_ids"].items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"{where}: model attributes unreadable ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """The whole store: the job settings it was made with, its chunk size and every model's plan."""
+
+    job: dict  # the job settings a resume must share (see plan.fingerprint)
+    chunk_size: int
+    models: tuple[ModelPlan, ...]
+
+    def model(self, name: str) -> ModelPlan:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise StoreError(f"the store has no model {name!r} (it has {', '.join(m.name for m in self.models)})")
+
+    def shards(self) -> list[ShardKey]:
+        """Every shard, in the job's fixed order (model, modality, language)."""
+        return [ShardKey(m.name, mod, lang) for m in self.models for mod in MODALITIES for lang in m.languages]
+
+    def differences(self, other: "StorePlan") -> list[str]:
+        """`key: stored X, requested Y` for every setting that differs (self is the stored plan)."""
+        a, b = _flatten(self._comparable()), _flatten(other._comparable())
+        return [f"{k}: stored {_short(a.get(k, '(absent)'))}, requested {_short(b.get(k, '(absent)'))}"
+                for k in sorted(set(a) | set(b), key=_natural) if a.get(k, ...) != b.get(k, ...)]
+
+    def _comparable(self) -> dict:
+        return json.loads(json.dumps({**self.job, "plan": {m.name: m.to_attrs() for m in self.models}}))
 
 
 @dataclass(frozen=True)
 class ShardState:
-    shard: Shard
+    key: ShardKey
     n_chunks: int
     chunks_done: tuple[int, ...]
     complete: bool
@@ -59,106 +165,295 @@ class ShardState:
         return "partial" if self.chunks_done else "missing"
 
 
+@dataclass(frozen=True)
+class Damage:
+    """A chunk recorded as done whose data is not all there: what `verify` found and where."""
+
+    key: ShardKey
+    point: str
+    chunk: int
+    file: Path
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.key} point {self.point} chunk {self.chunk}: {self.problem} ({self.file})"
+
+
 def chunk_rows(n: int, chunk_size: int, index: int) -> slice:
     return slice(index * chunk_size, min(n, (index + 1) * chunk_size))
 
 
+# ---------------------------------------------------------------- the store
+
+
 class ActivationStore:
+    """An existing store, opened after checking its layout; `create` makes or checks one from a plan."""
+
     def __init__(self, out: Path, mode: str = "r"):
         self.path = Path(out) / FILENAME
-        if mode == "r" and not (self.path / "zarr.json").is_file():
+        root_meta = self.path / "zarr.json"
+        if not root_meta.is_file():
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise StoreError(damaged_root_message(self.path))
             raise StoreError(f"{self.path}: no activation store (run the extract stage first)")
+        try:
+            meta = json.loads(root_meta.read_text(encoding="utf-8"))
+            info = meta["attributes"]["crossrep"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(damaged_root_message(self.path)) from None
+        if info.get("layout") != LAYOUT:
+            raise StoreError(f"{self.path}: store layout {info.get('layout')!r}, written by another crossrep "
+                             f"version; this one reads layout {LAYOUT}. Use the version that wrote it, or move "
+                             f"the folder away to start anew (nothing was changed)")
         self.root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        self.plan = _plan_from(info, self.root, self.path)
 
     # ------------------------------------------------------------------ creation
 
     @classmethod
-    def create(cls, out: Path, plan: dict[str, Any], models: list[dict[str, Any]], chunk_size: int) -> "ActivationStore":
-        """Create the hierarchy for `models` (see plan.py), or check that an existing store has the same plan."""
+    def create(cls, out: Path, plan: StorePlan) -> "ActivationStore":
+        """Create the hierarchy for `plan`, or check that an existing store has the same plan and re-create any
+        shard group or array that has gone missing (its verified chunks kept)."""
         path = Path(out) / FILENAME
-        if (path / "zarr.json").is_file():
+        if (path / "zarr.json").is_file() or (path.is_dir() and any(path.iterdir())):
             store = cls(out, mode="r+")
-            old = store.plan
-            if old != plan:
-                diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
-                raise StoreError(f"{path}: made by a different job (differs in {', '.join(diff)}); "
-                                 f"use another `out` folder or delete this store")
+            diff = store.plan.differences(plan)
+            if diff:
+                raise StoreError(f"{path}: made by a different job; nothing was changed. It differs in:\n  "
+                                 + "\n  ".join(diff) + "\nUse the stored settings, another `out` folder, or move "
+                                 "this store away")
+            store.ensure()
             return store
-        store = cls(out, mode="w")
-        for m in models:
-            group = store.root.create_group(m["name"], attributes={k: v for k, v in m.items() if k != "shards"})
-            for modality, per_lang in m["shards"].items():
-                for lang, ids in per_lang.items():
-                    g = group.create_group(f"{modality}/{lang}")
-                    n = len(ids)
-                    arr = g.create_array("sentence", shape=(n,), dtype="int64", chunks=(n,),
-                                         dimension_names=["sentence"], fill_value=-1)
-                    arr[:] = np.asarray(ids, dtype=np.int64)
-                    for p in m["points"][modality]:
-                        width = p["width"]
-                        inner = math.gcd(chunk_size, 16)
-                        g.create_array(p["name"], shape=(n, width), dtype="float32",
-                                       chunks=(inner, width), shards=(chunk_size, width),
-                                       dimension_names=["sentence", f"feature_{p['name']}"], fill_value=np.nan)
-                    g.attrs.update({"model": m["name"], "modality": modality, "language": lang,
-                                    "points": [p["name"] for p in m["points"][modality]],
-                                    "chunk_size": chunk_size, "n_chunks": math.ceil(n / chunk_size),
-                                    "chunks_done": [], "complete": False, "error": None})
+        root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        for m in plan.models:
+            root.create_group(m.name, attributes=m.to_attrs())
+            for modality in MODALITIES:
+                for lang in m.languages:
+                    _create_shard(root, m, ShardKey(m.name, modality, lang), plan.chunk_size)
         # Written last: a store whose root carries the plan has its whole hierarchy.
-        store.root.attrs["crossrep"] = {"layout": LAYOUT, "plan": plan}
-        return store
+        root.attrs["crossrep"] = {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size,
+                                  "models": [m.name for m in plan.models]}
+        return cls(out, mode="r+")
+
+    @classmethod
+    def rebuild(cls, out: Path, plan: StorePlan, progress: bool = False) -> tuple["ActivationStore", int]:
+        """Write the root metadata of a store whose root is missing or unreadable from `plan`, re-create every
+        missing group and array, and record as done each chunk whose files all verify. Deletes nothing.
+        Returns the store and the number of chunks kept."""
+        path = Path(out) / FILENAME
+        if not path.is_dir():
+            raise StoreError(f"{path}: no store folder to repair")
+        meta = path / "zarr.json"
+        if meta.is_file():
+            try:
+                readable = "crossrep" in json.loads(meta.read_text(encoding="utf-8"))["attributes"]
+            except (OSError, ValueError, KeyError, TypeError):
+                readable = False
+            if readable:
+                raise StoreError(f"{path}: the root metadata is readable; nothing to repair "
+                                 f"(`crossrep status --verify` checks the chunks)")
+            meta.rename(meta.with_name(f"zarr.json.unreadable.{os.getpid()}"))
+        root = zarr.open_group(str(path), mode="a", zarr_format=3)
+        root.attrs["crossrep"] = {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size,
+                                  "models": [m.name for m in plan.models]}
+        store = cls(out, mode="r+")
+        for m in plan.models:
+            try:
+                ModelPlan.from_attrs(dict(store.root[m.name].attrs), f"{path}/{m.name}")
+            except (KeyError, StoreError):
+                store.root.require_group(m.name).attrs.put(m.to_attrs())
+        store.plan = plan
+        kept = store.ensure(adopt_all=True)
+        return store, kept
+
+    def ensure(self, adopt_all: bool = False) -> int:
+        """Re-create missing shard groups and arrays from the plan, without touching existing chunk files; a
+        re-created group (every group with `adopt_all`) records as done each chunk whose files all verify."""
+        kept = 0
+        for key in self.plan.shards():
+            m = self.plan.model(key.model)
+            fresh = _create_shard(self.root, m, key, self.plan.chunk_size)
+            if fresh or adopt_all:
+                state = self.state(key)
+                found = [c for c in range(state.n_chunks) if c not in state.chunks_done
+                         and all((self._dir(key) / p.name / "c" / str(c) / "0").is_file()
+                                 for p in m.points[key.modality])]
+                bad = {d.chunk for d in self._verify_chunks(key, found)}
+                good = sorted(set(state.chunks_done) | {c for c in found if c not in bad})
+                if good != list(state.chunks_done):
+                    kept += len(good) - len(state.chunks_done)
+                    complete = len(good) == state.n_chunks
+                    self._group(key).attrs.update({"chunks_done": good, "complete": complete})
+        return kept
 
     # ------------------------------------------------------------------ reading
 
-    @property
-    def plan(self) -> dict[str, Any]:
-        meta = self.root.attrs.get("crossrep")
-        if not meta:
-            raise StoreError(f"{self.path}: hierarchy incomplete (its creation was interrupted); delete it and rerun")
-        return meta["plan"]
+    def model(self, name: str) -> ModelPlan:
+        return self.plan.model(name)
 
-    def model_attrs(self, model: str) -> dict[str, Any]:
-        return dict(self.root[model].attrs)
+    def _dir(self, key: ShardKey) -> Path:
+        return self.path / key.model / key.modality / key.lang
 
-    def group(self, shard: Shard) -> zarr.Group:
+    def _group(self, key: ShardKey) -> zarr.Group:
         try:
-            return self.root[shard.key]
+            return self.root[str(key)]
         except KeyError:
-            raise StoreError(f"{self.path}: no group {shard.key}") from None
+            raise StoreError(f"{self.path}: no shard group {key} (run the same command again: `run`, `resume` "
+                             f"and `extract` re-create it from the plan)") from None
 
-    def state(self, shard: Shard) -> ShardState:
+    def state(self, key: ShardKey) -> ShardState:
         try:
-            attrs = dict(self.root[shard.key].attrs)
-        except KeyError:
-            return ShardState(shard, 0, (), False, None, exists=False)
-        return ShardState(shard, attrs["n_chunks"], tuple(attrs["chunks_done"]), bool(attrs["complete"]),
-                          attrs.get("error"))
+            attrs = dict(self.root[str(key)].attrs)
+            return ShardState(key, int(attrs["n_chunks"]), tuple(int(c) for c in attrs["chunks_done"]),
+                              bool(attrs["complete"]), attrs.get("error"))
+        except (KeyError, ValueError, TypeError):
+            return ShardState(key, 0, (), False, None, exists=False)
 
-    def ids(self, shard: Shard) -> np.ndarray:
-        return self.group(shard)["sentence"][:]
+    def points(self, key: ShardKey) -> tuple[str, ...]:
+        return tuple(p.name for p in self.plan.model(key.model).points[key.modality])
 
-    def read(self, shard: Shard, point: str, ids: list[int] | np.ndarray | None = None) -> np.ndarray:
+    def ids(self, key: ShardKey) -> np.ndarray:
+        return np.asarray(self.plan.model(key.model).shard_ids[key.lang], dtype=np.int64)
+
+    def read(self, key: ShardKey, point: str, ids: list[int] | np.ndarray | None = None) -> np.ndarray:
         """A point's activations for the shard (rows in ascending id order), optionally only the given ids."""
-        g = self.group(shard)
-        data = g[point][:]
+        data = self._group(key)[point][:]
         if ids is None:
             return data
-        stored = g["sentence"][:]
+        stored = self.ids(key)
         rows = np.searchsorted(stored, ids)
         if np.any(rows >= len(stored)) or np.any(stored[np.minimum(rows, len(stored) - 1)] != ids):
-            raise StoreError(f"{self.path}/{shard.key}: some requested sentence ids are not stored")
+            raise StoreError(f"{self.path}/{key}: some requested sentence ids are not stored")
         return data[rows]
+
+    # ------------------------------------------------------------------ verification
+
+    def verify(self, keys: Iterable[ShardKey] | None = None, threads: int = 4) -> list[Damage]:
+        """Read every chunk recorded as done: file present, readable, checksums, every value finite."""
+        keys = list(self.plan.shards() if keys is None else keys)
+        work = [(k, self.state(k)) for k in keys]
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            found = pool.map(lambda ks: self._verify_chunks(ks[0], list(ks[1].chunks_done)), work)
+            return [d for part in found for d in part]
+
+    def _verify_chunks(self, key: ShardKey, chunks: list[int]) -> list[Damage]:
+        if not chunks:
+            return []
+        try:
+            group = self.root[str(key)]
+        except KeyError:
+            return [Damage(key, "-", c, self._dir(key), "shard group missing") for c in chunks]
+        n = len(self.plan.model(key.model).shard_ids[key.lang])
+        out = []
+        for point in self.points(key):
+            try:
+                arr = group[point]
+            except KeyError:
+                out += [Damage(key, point, c, self._dir(key) / point, "array missing") for c in chunks]
+                continue
+            for c in chunks:
+                file = self._dir(key) / point / "c" / str(c) / "0"
+                if not file.is_file():
+                    out.append(Damage(key, point, c, file, "file missing"))
+                    continue
+                try:
+                    values = arr[chunk_rows(n, self.plan.chunk_size, c)]
+                except Exception as exc:  # checksum mismatch, truncated index, codec errors
+                    out.append(Damage(key, point, c, file, f"unreadable ({type(exc).__name__}: {exc})"))
+                    continue
+                if not np.isfinite(values).all():
+                    out.append(Damage(key, point, c, file, "NaN or infinite values (missing inner chunks)"))
+        return out
+
+    def forget(self, damages: list[Damage]) -> None:
+        """Mark the damaged chunks not done, so that the next extraction recomputes exactly those."""
+        by_key: dict[ShardKey, set[int]] = {}
+        for d in damages:
+            by_key.setdefault(d.key, set()).add(d.chunk)
+        for key, chunks in by_key.items():
+            if str(key) not in self.root:
+                continue  # re-created from the plan by `ensure`
+            state = self.state(key)
+            self._group(key).attrs.update({"chunks_done": [c for c in state.chunks_done if c not in chunks],
+                                           "complete": False})
 
     # ------------------------------------------------------------------ writing (one owner per shard group)
 
-    def write_chunk(self, shard: Shard, index: int, values: dict[str, np.ndarray]) -> None:
-        g = self.group(shard)
-        attrs = dict(g.attrs)
-        rows = chunk_rows(g["sentence"].shape[0], attrs["chunk_size"], index)
+    def write_chunk(self, key: ShardKey, index: int, values: dict[str, np.ndarray]) -> None:
+        g = self._group(key)
+        rows = chunk_rows(len(self.plan.model(key.model).shard_ids[key.lang]), self.plan.chunk_size, index)
         for point, data in values.items():
             g[point][rows] = data
-        done = sorted(set(attrs["chunks_done"]) | {index})
+        done = sorted(set(self.state(key).chunks_done) | {index})
         g.attrs.update({"chunks_done": done})
 
-    def mark(self, shard: Shard, *, complete: bool = False, error: str | None = None) -> None:
-        self.group(shard).attrs.update({"complete": complete, "error": error})
+    def mark(self, key: ShardKey, *, complete: bool = False, error: str | None = None) -> None:
+        self._group(key).attrs.update({"complete": complete, "error": error})
+
+
+def damaged_root_message(path: Path) -> str:
+    files = sum(len(f) for _, _, f in os.walk(path))
+    return (f"{path}: the root metadata (zarr.json) is missing or unreadable, but the folder holds {files} files; "
+            f"nothing was changed or deleted. `crossrep repair JOB` rebuilds the metadata from the job's plan "
+            f"and keeps every chunk that verifies; or move the folder away to start anew")
+
+
+def _create_shard(root: zarr.Group, m: ModelPlan, key: ShardKey, chunk_size: int) -> bool:
+    """Create a shard group and its arrays where missing (never overwriting); True if the group was new."""
+    ids = m.shard_ids[key.lang]
+    n = len(ids)
+    fresh = str(key) not in root
+    g = root.require_group(str(key))
+    if fresh or "n_chunks" not in g.attrs:
+        fresh = True
+        g.attrs.put({"model": key.model, "modality": key.modality, "language": key.lang,
+                     "points": [p.name for p in m.points[key.modality]], "chunk_size": chunk_size,
+                     "n_chunks": math.ceil(n / chunk_size), "chunks_done": [], "complete": False, "error": None})
+    if "sentence" not in g:
+        arr = g.create_array("sentence", shape=(n,), dtype="int64", chunks=(n,), dimension_names=["sentence"],
+                             fill_value=-1)
+        arr[:] = np.asarray(ids, dtype=np.int64)
+    for p in m.points[key.modality]:
+        if p.name in g:
+            continue
+        inner = math.gcd(chunk_size, 16)
+        g.create_array(p.name, shape=(n, p.width), dtype="float32", chunks=(inner, p.width),
+                       shards=(chunk_size, p.width), compressors=[ZstdCodec(), Crc32cCodec()],
+                       dimension_names=["sentence", f"feature_{p.name}"], fill_value=np.nan)
+    return fresh
+
+
+def _plan_from(info: dict, root: zarr.Group, path: Path) -> StorePlan:
+    models = []
+    for name in info.get("models", []):
+        try:
+            attrs = dict(root[name].attrs)
+        except KeyError:
+            raise StoreError(f"{path}/{name}: model group missing; `crossrep repair JOB` rebuilds it from the "
+                             f"job's plan (nothing was changed)") from None
+        models.append(ModelPlan.from_attrs(attrs, f"{path}/{name}"))
+    return StorePlan(job=info.get("job", {}), chunk_size=int(info["chunk_size"]), models=tuple(models))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: list(value) if isinstance(value, tuple) else value}
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _natural(key: str) -> tuple:
+    return (key.startswith("plan."), key)
+

@@ -36,25 +36,28 @@ def read_tsv(path: Path) -> list[Utterance]:
     if not path.is_file():
         raise DataError(f"{path}: missing FLEURS TSV")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) not in (7, 8):
-                raise DataError(f"{path}:{lineno}: expected 7 (or 8) tab-separated columns, found {len(cols)}")
-            try:
-                sid, n_samples = int(cols[0]), int(cols[5])
-            except ValueError:
-                raise DataError(f"{path}:{lineno}: sentence id {cols[0]!r} and sample count {cols[5]!r} "
-                                f"must be integers") from None
-            if not cols[3].strip():
-                raise DataError(f"{path}:{lineno}: empty normalized transcription (sentence id {sid})")
-            if not cols[1].strip():
-                raise DataError(f"{path}:{lineno}: empty audio file name (sentence id {sid})")
-            rows.append(Utterance(sid, cols[1].strip(), cols[2], cols[3].strip(), n_samples, cols[-1],
-                                  cols[6] if len(cols) == 8 else None))
+    for lineno, raw_line in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw_line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not UTF-8 (byte {raw_line[exc.start:exc.start + 1]!r} at column "
+                            f"{exc.start + 1}); FLEURS TSVs are UTF-8") from None
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) not in (7, 8):
+            raise DataError(f"{path}:{lineno}: expected 7 (or 8) tab-separated columns, found {len(cols)}")
+        try:
+            sid, n_samples = int(cols[0]), int(cols[5])
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: sentence id {cols[0]!r} and sample count {cols[5]!r} "
+                            f"must be integers") from None
+        if not cols[3].strip():
+            raise DataError(f"{path}:{lineno}: empty normalized transcription (sentence id {sid})")
+        if not cols[1].strip():
+            raise DataError(f"{path}:{lineno}: empty audio file name (sentence id {sid})")
+        rows.append(Utterance(sid, cols[1].strip(), cols[2], cols[3].strip(), n_samples, cols[-1],
+                              cols[6] if len(cols) == 8 else None))
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

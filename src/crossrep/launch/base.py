@@ -28,13 +28,16 @@ class Launcher(ABC):
         self.job = job
         self.logs = job.out / "logs"
 
-    def prepare(self) -> tuple[str, ActivationStore, list[int]]:
-        """Write `<out>/job.yaml`, create (or check) the store; the shard indices still to extract."""
+    def prepare(self, progress: bool = True) -> tuple[str, ActivationStore, list[int]]:
+        """Create (or check) the store, then write `<out>/job.yaml`; verify every chunk recorded as done, mark
+        damaged ones for recomputation; return the shard indices still to extract."""
+        store = create_store(self.job, progress)
         job_file = str(write_resolved(self.job))
-        store = create_store(self.job)
         table = shards(self.job)
-        todo = [s.index for s in table if not store.state(s).complete]
-        print(f"crossrep: {len(todo)} of {len(table)} shards to extract", file=sys.stderr)
+        damaged = verify_and_forget(store, progress)
+        todo = [i for i, key in enumerate(table) if not store.state(key).complete]
+        print(f"crossrep: {len(todo)} of {len(table)} shards to extract"
+              + (f" ({len(damaged)} damaged chunks to recompute)" if damaged else ""), file=sys.stderr)
         return job_file, store, todo
 
     @abstractmethod
@@ -42,17 +45,56 @@ class Launcher(ABC):
         """Run (or submit) the given stages; with `wait`, return when they have ended."""
 
 
-def collect(jobs: list, stage: str) -> None:
-    """Wait for submitit jobs; raise StageFailed listing each failed task's last error line and log."""
-    failures = []
-    for j in jobs:
+def verify_and_forget(store: ActivationStore, progress: bool = True) -> list:
+    """Verify every chunk recorded as done; print and mark not done each damaged one."""
+    start = time.time()
+    damaged = store.verify()
+    if damaged:
+        store.forget(damaged)
+    if progress:
+        for d in damaged[:20]:
+            print(f"crossrep: damaged: {d}; it will be recomputed", file=sys.stderr)
+        if len(damaged) > 20:
+            print(f"crossrep: ... and {len(damaged) - 20} more damaged chunks", file=sys.stderr)
+        print(f"crossrep: verified {store.path} in {time.time() - start:.1f} s", file=sys.stderr)
+    return damaged
+
+
+def task_errors(jobs: list) -> dict[int, str]:
+    """For each failed submitit job (by position), the last line of its error."""
+    errors = {}
+    for k, j in enumerate(jobs):
         try:
             j.results()
         except Exception as exc:  # submitit wraps the task's exception, or reports the Slurm state
-            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            failures.append(f"{j.job_id}: {lines[-1] if lines else type(exc).__name__} (log: {j.paths.stderr})")
-    if failures:
-        raise StageFailed(f"{stage}: {len(failures)} of {len(jobs)} tasks failed:\n  " + "\n  ".join(failures))
+            lines = [ln for ln in str(exc).strip().splitlines() if ln.strip() and not set(ln.strip()) <= set("^~")]
+            errors[k] = lines[-1] if lines else type(exc).__name__
+    return errors
+
+
+def collect(jobs: list, stage: str) -> None:
+    """Wait for submitit jobs; raise StageFailed listing each failed task's last error line and log."""
+    errors = task_errors(jobs)
+    if errors:
+        lines = [f"{jobs[k].job_id}: {text}\n    log: {jobs[k].paths.stderr}" for k, text in errors.items()]
+        raise StageFailed(f"{stage}: {len(errors)} of {len(jobs)} tasks failed:\n  " + "\n  ".join(lines))
+
+
+def report_shards(store: ActivationStore, job: Job, indices: list[int], where: dict[int, tuple[str, str | None]]):
+    """Raise StageFailed naming each shard of `indices` that is not complete, with its own error (from the
+    store, else from its task) and its log; `where` maps a shard index to (log, task error)."""
+    table = shards(job)
+    lines = []
+    for i in indices:
+        state = store.state(table[i])
+        if state.complete:
+            continue
+        log, task_error = where.get(i, ("-", None))
+        reason = state.error or task_error or "did not finish"
+        lines.append(f"shard {i} {table[i]}: {reason}\n    log: {log}")
+    if lines:
+        raise StageFailed(f"extract: {len(lines)} of {len(indices)} shards failed:\n  " + "\n  ".join(lines)
+                          + f"\nfix the cause, then run the same command again: complete shards are kept")
 
 
 def follow(store: ActivationStore, job: Job, indices: list[int], running, interval: float = 1.0) -> None:

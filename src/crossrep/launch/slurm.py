@@ -16,16 +16,14 @@ import submitit
 
 from ..errors import CrossrepError
 from ..extract import ExtractTask
+from ..lock import folder_lock
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
-from .base import Launcher, collect, follow
+from .base import Launcher, collect, follow, report_shards, task_errors
 from .profile import SlurmProfile, StageResources, load_profile
+from ..sacct import ACTIVE, sacct_states
 
 RECORD = "slurm.json"
-ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED",
-          "CONFIGURING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
-
-
 def max_array_size() -> int:
     """The cluster's MaxArraySize (tasks per array job), from `scontrol show config`."""
     try:
@@ -34,26 +32,6 @@ def max_array_size() -> int:
         raise CrossrepError(f"cannot run scontrol to read MaxArraySize: {exc}") from None
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M)
     return int(match.group(1)) if match else 1001
-
-
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    """State of each job or array task id (e.g. '12_3'), from sacct; {} where sacct is unavailable."""
-    if not job_ids:
-        return {}
-    try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                             capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    states = {}
-    for line in out.splitlines():
-        jid, _, state = line.partition("|")
-        states[jid] = state.split()[0] if state else "UNKNOWN"
-        match = re.fullmatch(r"(\d+)_\[(\d+)-(\d+)(?:%\d+)?\]", jid)  # pending array tasks listed as a range
-        if match:
-            for k in range(int(match.group(2)), int(match.group(3)) + 1):
-                states.setdefault(f"{match.group(1)}_{k}", states[jid])
-    return states
 
 
 def read_record(out: Path) -> dict:
@@ -71,37 +49,64 @@ def shard_tasks(out: Path) -> dict[int, dict]:
     return tasks
 
 
+class OfflineSlurmExecutor(submitit.SlurmExecutor):
+    """Builds sbatch scripts on a machine without Slurm (`--dry-run` on a laptop); never submits."""
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 1
+
+    def _internal_process_submissions(self, *args, **kwargs):
+        raise CrossrepError("a dry-run executor does not submit")
+
+
 class SlurmLauncher(Launcher):
     def __init__(self, job, profile: SlurmProfile | None = None):
         super().__init__(job)
         self.profile = profile or load_profile(job.executor.cluster)
 
-    def executor(self, stage: str, res: StageResources, tasks_per_node: int = 1) -> submitit.AutoExecutor:
+    def executor(self, stage: str, res: StageResources, tasks_per_node: int = 1,
+                 offline: bool = False) -> submitit.SlurmExecutor:
+        """The submitit executor of a stage; `offline` builds one where Slurm is not installed (dry runs)."""
         p = self.profile
-        ex = submitit.AutoExecutor(folder=str(self.logs / "%j"), cluster="slurm")
+        cls = OfflineSlurmExecutor if offline else submitit.SlurmExecutor
+        ex = cls(folder=str(self.logs / "%j"))
         extra = dict(p.additional)
         extra["kill-on-invalid-dep"] = "yes"
         if p.qos:
             extra["qos"] = p.qos
-        ex.update_parameters(
-            name=f"crossrep-{self.job.name}-{stage}", timeout_min=res.time_min, nodes=1,
-            tasks_per_node=tasks_per_node, cpus_per_task=res.cpus,
-            mem_gb=res.mem_gb * tasks_per_node, slurm_partition=res.partition or p.partition,
-            slurm_array_parallelism=p.array_parallelism, slurm_additional_parameters=extra,
-            slurm_setup=list(p.setup) + ["export HF_HUB_OFFLINE=1"],
-        )
+        generic = {"name": f"crossrep-{self.job.name}-{stage}", "timeout_min": res.time_min, "nodes": 1,
+                   "tasks_per_node": tasks_per_node, "cpus_per_task": res.cpus, "mem_gb": res.mem_gb * tasks_per_node}
         if res.gpus:
-            ex.update_parameters(gpus_per_node=res.gpus * tasks_per_node)
+            generic["gpus_per_node"] = res.gpus * tasks_per_node
+        ex.update_parameters(**ex._convert_parameters(generic), partition=res.partition or p.partition,
+                             array_parallelism=p.array_parallelism, additional_parameters=extra,
+                             setup=list(p.setup) + ["export HF_HUB_OFFLINE=1"])
         if p.account:
-            ex.update_parameters(slurm_account=p.account)
+            ex.update_parameters(account=p.account)
         return ex
 
     def run(self, stages=("extract", "reduce", "aggregate"), wait: bool = False) -> dict:
-        job_file, store, todo = self.prepare()
-        self.refuse_active(todo)
+        lock = folder_lock(self.job.out, f"crossrep run {self.job.name} --executor slurm")
+        try:
+            job_file, store, todo = self.prepare()
+            self.refuse_active(todo)
+            record = self.submit(job_file, todo, stages)
+            # the lock now lasts as long as the submitted jobs: stale once they have all ended
+            lock.add_jobs(sorted({t["id"].split("_")[0] for t in record["extract"]})
+                          + [record[s]["id"] for s in ("reduce", "aggregate") if record[s]])
+        finally:
+            lock.release()
+        self.save(record)
+        self.announce(record)
+        if wait:
+            self.wait(store, todo, record)
+        return record
+
+    def submit(self, job_file: str, todo: list[int], stages) -> dict:
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "extract": [], "reduce": None, "aggregate": None}
+        self._jobs = []
         after: list[str] = []
-        extract_jobs, jobs = [], []
         if "extract" in stages and todo:
             k = self.profile.shards_per_node
             groups = [todo[i:i + k] for i in range(0, len(todo), k)]
@@ -110,7 +115,7 @@ class SlurmLauncher(Launcher):
             for start in range(0, len(groups), limit):
                 part = groups[start:start + limit]
                 submitted = ex.map_array(ExtractTask(), [job_file] * len(part), part)
-                extract_jobs += submitted
+                self._jobs += submitted
                 after.append(submitted[0].job_id.split("_")[0])
                 record["extract"] += [{"id": j.job_id, "shards": g, "log": str(j.paths.stderr)}
                                       for j, g in zip(submitted, part)]
@@ -119,15 +124,11 @@ class SlurmLauncher(Launcher):
                 continue
             ex = self.executor(stage, getattr(self.profile, stage))
             if after:
-                ex.update_parameters(slurm_dependency="afterok:" + ":".join(after))
+                ex.update_parameters(dependency="afterok:" + ":".join(after))
             submitted = ex.submit(fn, job_file)
-            jobs.append(submitted)
+            self._jobs.append(submitted)
             record[stage] = {"id": submitted.job_id, "log": str(submitted.paths.stderr)}
             after = [submitted.job_id]
-        self.save(record)
-        self.announce(record)
-        if wait:
-            self.wait(store, todo, extract_jobs, jobs)
         return record
 
     def preview(self, n_shards: int) -> str:
@@ -140,7 +141,7 @@ class SlurmLauncher(Launcher):
         for stage, res, per_node, count in (("extract", self.profile.extract, min(k, n_shards), tasks),
                                             ("reduce", self.profile.reduce, 1, None),
                                             ("aggregate", self.profile.aggregate, 1, None)):
-            ex = self.executor(stage, res, tasks_per_node=per_node)._executor
+            ex = self.executor(stage, res, tasks_per_node=per_node, offline=True)
             if stage != "extract":
                 ex.update_parameters(dependency=f"afterok:<{'extract' if stage == 'reduce' else 'reduce'} job id>")
             command = f"{sys.executable} -u -m submitit.core._submit {ex.folder}"
@@ -181,7 +182,12 @@ class SlurmLauncher(Launcher):
                      f"logs in {self.logs}")
         print("crossrep: submitted\n  " + "\n  ".join(lines), file=sys.stderr)
 
-    def wait(self, store: ActivationStore, todo: list[int], extract_jobs: list, jobs: list) -> None:
+    def wait(self, store: ActivationStore, todo: list[int], record: dict) -> None:
+        n = len(record["extract"])
+        extract_jobs, jobs = self._jobs[:n], self._jobs[n:]
         if extract_jobs:
             follow(store, self.job, todo, lambda: not all(j.done() for j in extract_jobs), interval=2.0)
-        collect(extract_jobs + jobs, "Slurm jobs")
+            errors = task_errors(extract_jobs)
+            report_shards(store, self.job, todo, {i: (t["log"], errors.get(k)) for k, t in enumerate(record["extract"])
+                                                  for i in t["shards"]})
+        collect(jobs, "Slurm jobs")
