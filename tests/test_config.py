@@ -75,7 +75,7 @@ def test_errors_quote_the_key(override, message):
 def test_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nout: o\ndata: [1, 2\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 4, column 1: not valid YAML: expected .,. or .\]., but got .<stream end>."):
         load_job(bad)
     bad.write_text(yaml.safe_dump({"name": "x", "out": "o", "models": []}))
     with pytest.raises(ConfigError, match=r"bad.yaml: data: missing \(required\)"):

@@ -10,7 +10,7 @@ import zarr
 
 from crossrep.config import load_job
 from crossrep.launch import launcher
-from crossrep.store import ActivationStore, Shard
+from crossrep.store import ActivationStore, ShardKey
 from helpers import tree_bytes
 from reference_svcca import reference_svcca
 
@@ -60,19 +60,19 @@ def test_similarity_equals_reference_on_stored_activations(debug_run):
     out = debug_run.out
     store = ActivationStore(out)
     ds = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False).sel(measure="svcca")
-    attrs = store.model_attrs("seamless")
-    cl = attrs["crosslingual_ids"]
-    x = store.read(Shard(-1, "seamless", "text", "eng"), "2", cl)
-    y = store.read(Shard(-1, "seamless", "text", "khm"), "2", cl)
+    plan = store.model("seamless")
+    cl = list(plan.crosslingual_ids)
+    x = store.read(ShardKey("seamless", "text", "eng"), "2", cl)
+    y = store.read(ShardKey("seamless", "text", "khm"), "2", cl)
     assert float(ds.text.sel(text_point="2", lang_a="eng", lang_b="khm")) == pytest.approx(
         reference_svcca(x, y), abs=1e-6)
-    s = store.read(Shard(-1, "seamless", "speech", "fra"), "len", cl)
-    t = store.read(Shard(-1, "seamless", "text", "deu"), "out", cl)
+    s = store.read(ShardKey("seamless", "speech", "fra"), "len", cl)
+    t = store.read(ShardKey("seamless", "text", "deu"), "out", cl)
     assert float(ds.text_speech.sel(pair="len", lang_a="deu", lang_b="fra")) == pytest.approx(
         reference_svcca(t, s), abs=1e-6)
-    cm = attrs["crossmodal_ids"]["deu"]
-    t = store.read(Shard(-1, "seamless", "text", "deu"), "3", cm)
-    s = store.read(Shard(-1, "seamless", "speech", "deu"), "3", cm)
+    cm = list(plan.crossmodal_ids["deu"])
+    t = store.read(ShardKey("seamless", "text", "deu"), "3", cm)
+    s = store.read(ShardKey("seamless", "speech", "deu"), "3", cm)
     assert float(ds.crossmodal.sel(pair="3", lang="deu")) == pytest.approx(reference_svcca(t, s), abs=1e-6)
     base = ds.baseline_crossmodal.sel(pair="len").values
     assert base.shape == (2,) and np.all((base > 0) & (base < 1))

@@ -9,7 +9,7 @@ from crossrep.errors import StoreError
 from crossrep.plan import create_store
 from crossrep.extract import run_all
 from crossrep.reduce import array_backend, model_dataset, run as reduce_run
-from crossrep.store import ActivationStore, Shard
+from crossrep.store import ActivationStore, ShardKey
 from reference_svcca import reference_svcca
 
 
@@ -35,10 +35,10 @@ def test_threads_and_local_cluster_agree_and_match_reference(extracted):
     a = model_dataset(threads, store, "seamless")
     b = model_dataset(local, store, "seamless")
     xr.testing.assert_identical(a, b)
-    cl = store.model_attrs("seamless")["crosslingual_ids"]
+    cl = list(store.model("seamless").crosslingual_ids)
     for point in ("in", "2", "out"):
-        x = store.read(Shard(-1, "seamless", "text", "deu"), point, cl)
-        y = store.read(Shard(-1, "seamless", "speech", "khm"), point, cl)
+        x = store.read(ShardKey("seamless", "text", "deu"), point, cl)
+        y = store.read(ShardKey("seamless", "speech", "khm"), point, cl)
         assert float(a.text_speech.sel(measure="svcca", pair=point, lang_a="deu", lang_b="khm")) == pytest.approx(
             reference_svcca(x, y), abs=1e-6)
 

@@ -83,7 +83,8 @@ def get(iso: str) -> Language:
 
 
 def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
-    """Turn a set name or a list of codes and set names into ordered ISO codes; a code given twice is an error.
+    """Turn a set name or a list of codes and set names into ordered, unique ISO codes (sets may overlap); a code
+    listed twice by itself is an error, since it is most likely a typo for another.
 
     `key` is the YAML key the value came from, quoted in errors.
     """
@@ -99,12 +100,12 @@ def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
                 raise ConfigError(
                     f"{key}: unknown language {code!r}; known: {', '.join(LANGUAGES)}; sets: {', '.join(SETS)}"
                 )
-            here = f"set {item}" if item in SETS else "the list"
-            if code in source:
-                raise ConfigError(f"{key}: {code!r} is given twice (in {source[code]} and in {here}); list each "
-                                  f"language once")
-            source[code] = here
-            out.append(code)
+            if item not in SETS and source.get(code) == "list":
+                raise ConfigError(f"{key}: {code!r} is listed twice; list each language once")
+            if item not in SETS:
+                source[code] = "list"
+            if code not in out:
+                out.append(code)
     if not out:
         raise ConfigError(f"{key}: no languages given")
     return tuple(out)
