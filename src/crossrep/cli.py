@@ -189,12 +189,14 @@ def _dispatch(args) -> int:
             print(line)
         return 0
     if args.command == "plan":
+        from .lock import folder_lock
         from .plan import create_store, shards
 
-        store = create_store(job)
+        with folder_lock(job.out, f"crossrep plan {job.name}"):
+            store = create_store(job)
         print(f"# {store.path}")
-        for s in shards(job):
-            print(f"{s.index}\t{s.model}\t{s.modality}\t{s.lang}")
+        for i, s in enumerate(shards(job)):
+            print(f"{i}\t{s.model}\t{s.modality}\t{s.lang}")
         return 0
     if args.command == "extract":
         from .extract import run_all, run_task, shard_indices, write_resolved

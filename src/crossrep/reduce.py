@@ -210,7 +210,7 @@ def run(job: Job) -> Path:
     check_complete(job, store)
     damaged = store.verify()
     if damaged:
-        store.forget(damaged)
+        ActivationStore(job.out, mode="r+").forget(damaged)
         listed = "\n  ".join(str(d) for d in damaged[:20])
         more = f"\n  ... and {len(damaged) - 20} more" if len(damaged) > 20 else ""
         raise StoreError(f"{store.path}: {len(damaged)} damaged chunks, now marked for recomputation:\n  {listed}"

@@ -176,7 +176,8 @@ class Damage:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.key} point {self.point} chunk {self.chunk}: {self.problem} ({self.file})"
+        where = "" if self.chunk < 0 else f" point {self.point} chunk {self.chunk}"
+        return f"{self.key}{where}: {self.problem} ({self.file})"
 
 
 def chunk_rows(n: int, chunk_size: int, index: int) -> slice:
@@ -307,7 +308,8 @@ class ActivationStore:
             return ShardState(key, int(attrs["n_chunks"]), tuple(int(c) for c in attrs["chunks_done"]),
                               bool(attrs["complete"]), attrs.get("error"))
         except (KeyError, ValueError, TypeError):
-            return ShardState(key, 0, (), False, None, exists=False)
+            n = len(self.plan.model(key.model).shard_ids[key.lang])
+            return ShardState(key, math.ceil(n / self.plan.chunk_size), (), False, None, exists=False)
 
     def points(self, key: ShardKey) -> tuple[str, ...]:
         return tuple(p.name for p in self.plan.model(key.model).points[key.modality])
@@ -332,9 +334,11 @@ class ActivationStore:
         """Read every chunk recorded as done: file present, readable, checksums, every value finite."""
         keys = list(self.plan.shards() if keys is None else keys)
         work = [(k, self.state(k)) for k in keys]
+        missing = [Damage(k, "-", -1, self._dir(k), "shard group missing; `run` re-creates it from the plan")
+                   for k, st in work if not st.exists]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             found = pool.map(lambda ks: self._verify_chunks(ks[0], list(ks[1].chunks_done)), work)
-            return [d for part in found for d in part]
+            return missing + [d for part in found for d in part]
 
     def _verify_chunks(self, key: ShardKey, chunks: list[int]) -> list[Damage]:
         if not chunks:
@@ -383,6 +387,8 @@ class ActivationStore:
         g = self._group(key)
         rows = chunk_rows(len(self.plan.model(key.model).shard_ids[key.lang]), self.plan.chunk_size, index)
         for point, data in values.items():
+            # a chunk not recorded as done may hold a damaged file, which Zarr would read before writing over it
+            (self._dir(key) / point / "c" / str(index) / "0").unlink(missing_ok=True)
             g[point][rows] = data
         done = sorted(set(self.state(key).chunks_done) | {index})
         g.attrs.update({"chunks_done": done})
