@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.close()
             return 0
         if exc.errno == errno.ENOSPC:
-            print(f"crossrep: error: no space left on device writing {exc.filename or 'the output folder'}; "
-                  f"free some space and run the same command again to resume", file=sys.stderr)
+            where = exc.filename or getattr(args, "out", None) or "the output folder"
+            print(f"crossrep: error: no space left on device writing {where}; free some space and run the same "
+                  f"command again to resume", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:
@@ -163,6 +164,7 @@ def _dispatch(args) -> int:
     if getattr(args, "cluster", None):
         overrides.append(f"executor.cluster={args.cluster}")
     job = load_job(args.job, overrides)
+    args.out = job.out
     if args.command in ("run", "resume"):
         from .launch import STAGES, launcher
 

@@ -41,13 +41,13 @@ class ShardFailures(CrossrepError):
                          + "\n  ".join(f"{k}: {v}" for k, v in failures.items()))
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, out: Path | None = None) -> str:
     """One line a researcher can act on: crossrep's own message, a full disk with its path, else the type."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"no space left on device writing {exc.filename or 'the output folder'}"
+        return f"no space left on device writing {exc.filename or out or 'the output folder'}"
     text = str(exc)
     if "os error 28" in text or "No space left" in text:
-        return f"no space left on device ({text.splitlines()[0][:200]})"
+        return f"no space left on device writing {out or 'the output folder'} ({text.splitlines()[0][:200]})"
     if isinstance(exc, CrossrepError):
         return text
     return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
@@ -102,7 +102,7 @@ def run_task(job_file: str, indices: list[int], progress: bool = True) -> dict:
             except Exception as exc:  # recorded per shard; the task still fails at the end
                 if interrupted:
                     raise KeyboardInterrupt from None
-                message = describe(exc)
+                message = describe(exc, job.out)
                 try:
                     store.mark(key, error=message)
                 except Exception:  # a full disk refuses the attribute write too: the message is still printed

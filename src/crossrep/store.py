@@ -216,6 +216,8 @@ class ActivationStore:
         """Create the hierarchy for `plan`, or check that an existing store has the same plan and re-create any
         shard group or array that has gone missing (its verified chunks kept)."""
         path = Path(out) / FILENAME
+        if path.is_dir() and not _has_root(path) and not any(path.glob("**/c/*/0")):
+            return cls._finish(out, plan)  # a creation that was interrupted (no chunk data yet): complete it
         if (path / "zarr.json").is_file() or (path.is_dir() and any(path.iterdir())):
             store = cls(out, mode="r+")
             diff = store.plan.differences(plan)
@@ -225,9 +227,14 @@ class ActivationStore:
                                  "this store away")
             store.ensure()
             return store
-        root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        return cls._finish(out, plan)
+
+    @classmethod
+    def _finish(cls, out: Path, plan: StorePlan) -> "ActivationStore":
+        """Create every group and array that is not there yet, then the root's record (written last)."""
+        root = zarr.open_group(str(Path(out) / FILENAME), mode="a", zarr_format=3)
         for m in plan.models:
-            root.create_group(m.name, attributes=m.to_attrs())
+            root.require_group(m.name).attrs.put(m.to_attrs())
             for modality in MODALITIES:
                 for lang in m.languages:
                     _create_shard(root, m, ShardKey(m.name, modality, lang), plan.chunk_size)
@@ -395,6 +402,16 @@ class ActivationStore:
 
     def mark(self, key: ShardKey, *, complete: bool = False, error: str | None = None) -> None:
         self._group(key).attrs.update({"complete": complete, "error": error})
+
+
+def _has_root(path: Path) -> bool:
+    """The root metadata is there and carries crossrep's record (a readable file in any case)."""
+    try:
+        return "crossrep" in json.loads((path / "zarr.json").read_text(encoding="utf-8"))["attributes"]
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unreadable: treated as lost metadata, never as a creation to finish
 
 
 def damaged_root_message(path: Path) -> str:

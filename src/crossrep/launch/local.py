@@ -3,8 +3,11 @@ with no debugger, so a failure prints its message and the command exits non-zero
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 import submitit
 
@@ -73,16 +76,54 @@ class LocalLauncher(Launcher):
 
 
 def stop(jobs: list, grace: float = 30.0) -> None:
-    """Interrupt local tasks and wait until their processes have exited, so nothing writes after we return."""
+    """Interrupt local tasks and wait until their processes, and the workers they started, have exited, so that
+    nothing writes after we return."""
+    roots = [p.pid for p in (getattr(j, "_process", None) for j in jobs) if p is not None]  # submitit's Popen
+    family = set(roots) | descendants(roots)
     for j in jobs:
         j.cancel(check=False)
     deadline = time.time() + grace
     for j in jobs:
-        proc = getattr(j, "_process", None)  # submitit's LocalJob keeps its Popen here
-        if proc is None:
-            continue
+        proc = getattr(j, "_process", None)
+        if proc is not None:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except Exception:
+                proc.kill()
+                proc.wait()
+    while time.time() < deadline and any(_alive(pid) for pid in family):
+        time.sleep(0.05)
+    for pid in family:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pids: list[int]) -> set[int]:
+    """Every process below `pids`, from /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            proc.wait(timeout=max(0.1, deadline - time.time()))
-        except Exception:
-            proc.kill()
-            proc.wait()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), list(pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited: it only waits to be reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
