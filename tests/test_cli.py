@@ -67,3 +67,76 @@ def test_offline_tasks_name_the_missing_model_and_prefetch_skips_local(make_job,
     err = capsys.readouterr().err
     assert "'facebook/seamless-m4t-v2-large' is not in the local Hugging Face cache" in err
     assert "run `crossrep prefetch JOB` on a login node" in err
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "crossrep", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def test_version_and_status_of_an_output_folder(make_job):
+    from crossrep import __version__
+
+    proc = _cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"crossrep {__version__}"
+    path = make_job("folder", **{"data.languages": ["eng", "deu"]})
+    assert _cli("plan", path).returncode == 0
+    out = load_job(path).out
+    refused = _cli("status", out)
+    assert refused.returncode == 2 and f"{out}: a folder without job.yaml" in refused.stderr
+    from crossrep.extract import write_resolved
+
+    write_resolved(load_job(path))
+    proc = _cli("status", out)
+    assert proc.returncode == 1 and "4 missing" in proc.stdout, proc.stderr
+
+
+def test_status_into_a_closed_pipe_is_quiet(make_job):
+    path = make_job("pipe", **{"data.languages": ["eng", "deu"]})
+    assert _cli("plan", path).returncode == 0
+    proc = subprocess.run(f"{sys.executable} -m crossrep status {path} --all | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith(str(load_job(path).out / "activations.zarr"))
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_small_mistakes_are_named(make_job, tmp_path, demo_root):
+    import yaml
+
+    path = make_job("typo")
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["crossmodal_sentence"] = raw["data"].pop("crossmodal_sentences")
+    path.write_text(yaml.safe_dump(raw))
+    proc = _cli("plan", path)
+    assert proc.returncode == 2
+    assert "data.crossmodal_sentences: missing (required) (found 'crossmodal_sentence': a typo?)" in proc.stderr
+    proc = _cli("plan", make_job("dup"), "--set", "data.languages=[eng, deu, eng]")
+    assert proc.returncode == 2 and "data.languages: 'eng' is listed twice" in proc.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nout: o\ndata:\n  root: r\n   split: test\n")
+    proc = _cli("plan", bad)
+    assert proc.returncode == 2 and f"{bad}, line 5, column 9: not valid YAML" in proc.stderr, proc.stderr
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    tsv = root / "de_de" / "test.tsv"
+    lines = tsv.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"e", b"\xe9", 1)  # Latin-1, not UTF-8
+    tsv.write_bytes(b"\n".join(lines))
+    proc = _cli("plan", make_job("latin1"), "--set", f"data.root={root}")
+    assert proc.returncode == 2 and f"{tsv}:3: not UTF-8 (byte b'\\xe9' at column" in proc.stderr, proc.stderr
+
+
+def test_extract_takes_a_shard_key(make_job):
+    path = make_job("bykey", **{"data.languages": ["eng", "deu"]})
+    assert _cli("plan", path).returncode == 0
+    proc = _cli("extract", path, "--shard", "seamless/text/deu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    store = ActivationStore(load_job(path).out)
+    from crossrep.store import ShardKey
+
+    assert store.state(ShardKey("seamless", "text", "deu")).complete
+    assert not store.state(ShardKey("seamless", "text", "eng")).chunks_done
+    proc = _cli("extract", path, "--shard", "seamless/text/xxx")
+    assert proc.returncode == 2 and "--shard 'seamless/text/xxx': neither an index 0..3 nor a shard" in proc.stderr

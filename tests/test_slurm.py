@@ -148,6 +148,11 @@ def assert_same_results(out: Path, ref: Path) -> None:
 
 
 def test_dry_run_matches_the_recorded_sbatch_scripts(monkeypatch):
+    """On a laptop: no Slurm command on PATH (whatever an earlier test installed)."""
+    path = [d for d in os.environ["PATH"].split(os.pathsep)
+            if not any(Path(d, tool).exists() for tool in ("srun", "sbatch", "scontrol", "sacct"))]
+    monkeypatch.setenv("PATH", os.pathsep.join(path))
+    assert shutil.which("srun") is None
     monkeypatch.setenv("FLEURS_ROOT", "/data/fleurs")
     monkeypatch.setenv("CROSSREP_OUT", "/work/ws")
     monkeypatch.setenv("SONAR_DIR", "/sonar")
