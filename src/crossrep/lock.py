@@ -42,14 +42,18 @@ class Holder:
         return f"`{self.command}` (pid {self.pid} on {self.host}, since {self.started}{jobs})"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists on this host and has not exited (a zombie only waits to be reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _slurm_ids() -> set[str]:
@@ -89,7 +93,7 @@ class Lock:
         here = holder.host == socket.gethostname()
         if holder.pid < 0:
             return False
-        if here and _alive(holder.pid):
+        if here and alive(holder.pid):
             return False
         if holder.slurm_jobs:
             states = sacct_states(list(holder.slurm_jobs))

@@ -12,7 +12,7 @@ from pathlib import Path
 import submitit
 
 from ..extract import ShardFailures, run_task
-from ..lock import folder_lock
+from ..lock import alive, folder_lock
 from ..plan import shards
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
@@ -91,10 +91,10 @@ def stop(jobs: list, grace: float = 30.0) -> None:
             except Exception:
                 proc.kill()
                 proc.wait()
-    while time.time() < deadline and any(_alive(pid) for pid in family):
+    while time.time() < deadline and any(alive(pid) for pid in family):
         time.sleep(0.05)
     for pid in family:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -114,16 +114,3 @@ def descendants(pids: list[int]) -> set[int]:
                 found.add(child)
                 todo.append(child)
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited: it only waits to be reaped
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
