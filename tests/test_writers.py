@@ -119,11 +119,11 @@ def test_second_writer_is_refused_naming_the_first(reference, tmp_path, demo_roo
     out = tmp_path / "job"
     first = start("run", path)
     wait_for(lambda: chunks_done(out) >= 1, what="the first run to write")
-    second = crossrep("run", path)
-    third = crossrep("reduce", path)
+    second, third = start("run", path), start("reduce", path)  # both while the first still holds the folder
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err[-3000:]
     for proc in (second, third):
+        proc.stderr = proc.communicate(timeout=120)[1]
         assert proc.returncode == 2
         assert re.search(rf"output folder {re.escape(str(out))} is in use by `crossrep run demo --executor local` "
                          rf"\(pid {first.pid} on {re.escape(socket.gethostname())}, since [\d\-T:]+\)",

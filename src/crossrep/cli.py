@@ -15,7 +15,7 @@ EPILOG = """\
 examples:
   crossrep run                                  the demo job end to end, locally (jobs/demo.yaml)
   crossrep run jobs/paper.yaml --executor local the study's setup on this machine
-  crossrep run demo --set extract.batch_size=1 --set similarity.measures=[svcca]
+  crossrep run demo --set out=runs/demo-b1 --set extract.batch_size=1   a variant in its own folder
   crossrep status demo                          complete / partial / failed / missing per shard
   crossrep status runs/demo --verify            read every chunk back; damaged ones are recomputed by `run`
   crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
