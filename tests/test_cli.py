@@ -87,7 +87,7 @@ def test_version_and_status_of_an_output_folder(make_job):
     out = load_job(path).out
     refused = _cli("status", out)
     assert refused.returncode == 2 and f"{out}: a folder without job.yaml" in refused.stderr
-    from crossrep.extract import write_resolved
+    from crossrep.plan import write_resolved
 
     write_resolved(load_job(path))
     proc = _cli("status", out)

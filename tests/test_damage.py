@@ -78,7 +78,7 @@ def test_damaged_chunks_are_named_then_recomputed_exactly(copy, complete):
     assert f"seamless/text/eng point out chunk 1: file missing ({deleted})" in text
     assert re.search(rf"seamless/speech/deu point 3 chunk 0: unreadable \(.*\) \({re.escape(str(zeroed))}\)", text)
     assert re.search(rf"seamless/text/fra point 2 chunk 2: unreadable \(.*\) \({re.escape(str(truncated))}\)", text)
-    assert f"seamless/speech/khm: shard group missing; `run` re-creates it from the plan" in text
+    assert "seamless/speech/khm: shard group missing; `run` re-creates it from the plan" in text
     assert re.search(r"seamless/text/eng\s+partial\s+3/4", text), text
 
     run = crossrep("run", path)
@@ -99,7 +99,7 @@ def test_run_finds_damage_itself_and_reduce_refuses_it(copy, complete):
     refused = crossrep("reduce", path)
     assert refused.returncode == 2
     assert "1 damaged chunks, now marked for recomputation" in refused.stderr
-    assert f"seamless/speech/fra point len chunk 0: unreadable" in refused.stderr
+    assert "seamless/speech/fra point len chunk 0: unreadable" in refused.stderr
     assert "Traceback" not in refused.stderr
     run = crossrep("run", path)
     assert run.returncode == 0, run.stderr[-3000:]

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from crossrep.config import load_job
 from crossrep.errors import ModelError
-from crossrep.extract import ShardFailures, run_all, run_task, write_resolved
+from crossrep.extract import ShardFailures, run_all, run_task
+from crossrep.plan import write_resolved
 from crossrep.plan import create_store, shards
 from crossrep.store import ActivationStore
 from helpers import tree_bytes

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import CrossrepError
+from .errors import CrossrepError, describe
 
 EPILOG = """\
 examples:
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.close()
             return 0
         if exc.errno == errno.ENOSPC:
-            where = exc.filename or getattr(args, "out", None) or "the output folder"
-            print(f"crossrep: error: no space left on device writing {where}; free some space and run the same "
+            print(f"crossrep: error: {describe(exc, getattr(args, 'out', None))}; free some space and run the same "
                   f"command again to resume", file=sys.stderr)
             return 2
         raise
@@ -201,14 +200,11 @@ def _dispatch(args) -> int:
             print(f"{i}\t{s.model}\t{s.modality}\t{s.lang}")
         return 0
     if args.command == "extract":
-        from .extract import run_all, run_task, shard_indices, write_resolved
+        from .extract import run_all, run_task, shard_indices
         from .lock import folder_lock
-        from .plan import create_store
+        from .plan import create_store, write_resolved
 
         if args.shard:  # an array task: shard locks only, so that the tasks of an array run side by side
-            from .plan import open_checked
-
-            open_checked(job)
             indices = shard_indices(job, args.shard)
             run_task(str(write_resolved(job)), indices)
             return 0
@@ -217,11 +213,9 @@ def _dispatch(args) -> int:
             run_all(job)
         return 0
     if args.command in ("reduce", "aggregate"):
-        from .extract import write_resolved
-        from .plan import open_checked
+        from .plan import write_resolved
         from .stages import aggregate_stage, reduce_stage
 
-        open_checked(job)  # before job.yaml is touched: a job that does not describe the store changes nothing
         stage = reduce_stage if args.command == "reduce" else aggregate_stage
         print(stage(str(write_resolved(job))))
         return 0

@@ -8,14 +8,10 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
-import os
 import signal
 import sys
-import traceback
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,10 +19,10 @@ from tqdm import tqdm
 
 from .config import Job, load_job
 from .data.fleurs import FleursLanguage
-from .errors import CrossrepError, ModelError
+from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
 from .models import adapter_class
-from .plan import open_checked, shards as all_shards
+from .plan import open_checked, shards as all_shards, write_resolved
 from .store import ActivationStore, ShardKey, chunk_rows
 
 log = logging.getLogger(__name__)
@@ -39,18 +35,6 @@ class ShardFailures(CrossrepError):
         self.failures = failures
         super().__init__(f"{len(failures)} of {total} shards failed:\n  "
                          + "\n  ".join(f"{k}: {v}" for k, v in failures.items()))
-
-
-def describe(exc: BaseException, out: Path | None = None) -> str:
-    """One line a researcher can act on: crossrep's own message, a full disk with its path, else the type."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"no space left on device writing {exc.filename or out or 'the output folder'}"
-    text = str(exc)
-    if "os error 28" in text or "No space left" in text:
-        return f"no space left on device writing {out or 'the output folder'} ({text.splitlines()[0][:200]})"
-    if isinstance(exc, CrossrepError):
-        return text
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
 
 
 def shard_indices(job: Job, selection: list[str]) -> list[int]:
@@ -197,20 +181,6 @@ def run_all(job: Job, indices: list[int] | None = None, progress: bool = True) -
         store = ActivationStore(job.out)
         indices = [i for i, key in enumerate(table) if not store.state(key).complete]
     return run_task(str(path), indices, progress=progress)
-
-
-def write_resolved(job: Job) -> Path:
-    """`<out>/job.yaml`: the job with every default and override applied, as workers read it."""
-    import yaml
-
-    job.out.mkdir(parents=True, exist_ok=True)
-    path = job.out / "job.yaml"
-    text = yaml.safe_dump(job.to_dict(), sort_keys=False, allow_unicode=True)
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # array tasks may all get here at once
-        tmp = path.with_name(f".job.yaml.{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    return path
 
 
 class ExtractTask:

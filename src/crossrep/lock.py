@@ -75,8 +75,7 @@ class Lock:
 
     def __init__(self, path: Path, what: str, shard: bool = False):
         self.path, self.what, self.shard = Path(path), what, shard
-        self.holder: Holder | None = None  # set while this process holds it
-        self.nested = False  # True: held by a parent of this process (same token or Slurm job)
+        self.holder: Holder | None = None  # set while this process holds it (None too when a parent does)
         self._env: str | None = None  # CROSSREP_LOCK before this process took a folder lock
 
     def read(self) -> Holder | None:
@@ -107,10 +106,12 @@ class Lock:
         for _ in range(20):
             holder = self._create(command)
             if holder is None:
+                if not self.shard:  # processes this one starts count as the holder
+                    self._env = os.environ.get(ENV)
+                    os.environ[ENV] = self.holder.token
                 return self
             if not self.shard and ((token and holder.token == token) or (_slurm_ids() & set(holder.slurm_jobs))):
-                self.nested = True
-                return self
+                return self  # held by a parent of this process
             rerun = self.shard and _slurm_task() is not None and _slurm_task() in holder.slurm_jobs
             if not rerun and not self.stale(holder):
                 hint = ("" if holder.host == socket.gethostname() else
@@ -178,11 +179,7 @@ class Lock:
 
 def folder_lock(out: Path, command: str) -> Lock:
     """Take the lock of an output folder for `command`; its token passes to child processes."""
-    lock = Lock(Path(out) / FOLDER_LOCK, f"output folder {out}").acquire(command)
-    if lock.holder is not None:
-        lock._env = os.environ.get(ENV)
-        os.environ[ENV] = lock.holder.token
-    return lock
+    return Lock(Path(out) / FOLDER_LOCK, f"output folder {out}").acquire(command)
 
 
 def shard_lock(out: Path, key) -> Lock:

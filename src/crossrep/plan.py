@@ -7,6 +7,7 @@ any worker starts; workers then find everything they need in the store's attribu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from .data.demo import MARKER, write_demo
 from .data.fleurs import FleursLanguage, select
 from .errors import StoreError
 from .models import adapter_class
-from .store import ActivationStore, ModelPlan, PointPlan, ShardKey, StorePlan
+from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences
 
 
 def shards(job: Job) -> list[ShardKey]:
@@ -64,8 +65,7 @@ def store_plan(job: Job, progress: bool = True) -> StorePlan:
         for modality in MODALITIES:
             for lang in m.languages:
                 spec.check_language(m.name, lang, modality)
-            points[modality] = tuple(PointPlan(p.name, p.width, p.depth)
-                                     for p in spec.select(m.name, modality, m.points[modality]))
+            points[modality] = spec.select(m.name, modality, m.points[modality])
         names = {mod: {p.name for p in pts} for mod, pts in points.items()}
         pairs = tuple(tuple(pair) for pair in spec.pairs if pair[1] in names["text"] and pair[2] in names["speech"])
         sel = select(data, m.languages, job.data.crossmodal_sentences, m.crosslingual_sentences, m.name)
@@ -87,9 +87,25 @@ def create_store(job: Job, progress: bool = True) -> ActivationStore:
 def open_checked(job: Job, mode: str = "r") -> ActivationStore:
     """The job's existing store, refused (naming each differing key) where the job does not describe it."""
     store = ActivationStore(job.out, mode=mode)
-    stored = StorePlan(store.plan.job, store.plan.chunk_size, ())
-    diff = stored.differences(StorePlan(fingerprint(job), job.extract.chunk_size, ()))
+    diff = differences(store.plan.job, fingerprint(job))
     if diff:
-        raise StoreError(f"{store.path}: the job does not describe this store; it differs in:\n  "
-                         + "\n  ".join(diff))
+        raise StoreError(f"{store.path}: the job does not describe this store; nothing was changed. It differs "
+                         f"in:\n  " + "\n  ".join(diff))
     return store
+
+
+def write_resolved(job: Job) -> Path:
+    """`<out>/job.yaml`: the job with every default and override applied, as workers read it. Written only when
+    the job describes the store already in `out` (if any), so a refused job leaves every file as it was."""
+    import yaml
+
+    if (job.out / FILENAME).exists():
+        open_checked(job)
+    job.out.mkdir(parents=True, exist_ok=True)
+    path = job.out / "job.yaml"
+    text = yaml.safe_dump(job.to_dict(), sort_keys=False, allow_unicode=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # array tasks may all get here at once
+        tmp = path.with_name(f".job.yaml.{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return path

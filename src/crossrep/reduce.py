@@ -9,6 +9,7 @@ group) and `<out>/similarity.csv`, `<out>/baseline.csv`.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import zlib
 from pathlib import Path
@@ -63,8 +64,14 @@ def prepared(out: str, model: str, sim: dict, measure: str, modality: str, lang:
     parallelism, and the small matrix products of the reduction run faster unthreaded."""
     with threadpool_limits(limits=1):
         xp = array_backend(sim["backend"])
-        x = xp.asarray(ActivationStore(Path(out)).read(ShardKey(model, modality, lang), point, ids))
+        x = xp.asarray(_open(out).read(ShardKey(model, modality, lang), point, ids))
         return measures.prepare(measure, x, sim)
+
+
+@functools.lru_cache(maxsize=4)
+def _open(out: str) -> ActivationStore:
+    """The store, opened (and its plan parsed) once per worker process rather than once per task."""
+    return ActivationStore(Path(out))
 
 
 def scores(measure: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -93,6 +100,7 @@ PAIRS_PER_TASK = 128  # a family's pairs are split into tasks of this size, for 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset."""
+    _open.cache_clear()  # a store opened by an earlier reduction in this process may have been remade since
     plan = store.model(model)
     sim = vars(job.similarity)
     out = str(job.out)

@@ -28,6 +28,7 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from .errors import StoreError
+from .point import Point
 
 LAYOUT = 2
 FILENAME = "activations.zarr"
@@ -61,13 +62,6 @@ class ShardKey:
 
 
 @dataclass(frozen=True)
-class PointPlan:
-    name: str
-    width: int
-    depth: float
-
-
-@dataclass(frozen=True)
 class ModelPlan:
     """Everything the store records of one model: what was loaded and what every shard of it holds."""
 
@@ -76,13 +70,13 @@ class ModelPlan:
     checkpoint: Any  # resolved: a hub id or local path, or a mapping of them
     options: dict
     languages: tuple[str, ...]
-    points: dict[str, tuple[PointPlan, ...]]  # modality -> points in model order
+    points: dict[str, tuple[Point, ...]]  # modality -> points in model order
     pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
     crossmodal_ids: dict[str, tuple[int, ...]]  # language -> its first N sentence ids
     crosslingual_ids: tuple[int, ...]  # the first M ids shared by all languages
     shard_ids: dict[str, tuple[int, ...]]  # language -> the ids its shards hold (both modalities)
 
-    def point(self, modality: str, name: str) -> PointPlan:
+    def point(self, modality: str, name: str) -> Point:
         for p in self.points[modality]:
             if p.name == name:
                 return p
@@ -106,7 +100,7 @@ class ModelPlan:
             return cls(
                 name=a["name"], adapter=a["adapter"], checkpoint=a["checkpoint"], options=dict(a["options"]),
                 languages=tuple(a["languages"]),
-                points={mod: tuple(PointPlan(p["name"], int(p["width"]), float(p["depth"])) for p in pts)
+                points={mod: tuple(Point(p["name"], int(p["width"]), float(p["depth"])) for p in pts)
                         for mod, pts in a["points"].items()},
                 pairs=tuple(tuple(p) for p in a["pairs"]),
                 crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["crossmodal_ids"].items()},
@@ -136,13 +130,11 @@ class StorePlan:
         return [ShardKey(m.name, mod, lang) for m in self.models for mod in MODALITIES for lang in m.languages]
 
     def differences(self, other: "StorePlan") -> list[str]:
-        """`key: stored X, requested Y` for every setting that differs (self is the stored plan)."""
-        a, b = _flatten(self._comparable()), _flatten(other._comparable())
-        return [f"{k}: stored {_short(a.get(k, '(absent)'))}, requested {_short(b.get(k, '(absent)'))}"
-                for k in sorted(set(a) | set(b), key=_natural) if a.get(k, ...) != b.get(k, ...)]
+        """`key: stored X, requested Y` for every setting or planned value that differs (self is stored)."""
+        return differences(self._comparable(), other._comparable())
 
     def _comparable(self) -> dict:
-        return json.loads(json.dumps({**self.job, "plan": {m.name: m.to_attrs() for m in self.models}}))
+        return {**self.job, "plan": {m.name: m.to_attrs() for m in self.models}}
 
 
 @dataclass(frozen=True)
@@ -192,16 +184,11 @@ class ActivationStore:
 
     def __init__(self, out: Path, mode: str = "r"):
         self.path = Path(out) / FILENAME
-        root_meta = self.path / "zarr.json"
-        if not root_meta.is_file():
-            if self.path.is_dir() and any(self.path.iterdir()):
-                raise StoreError(damaged_root_message(self.path))
+        info = _root_info(self.path)
+        if info == "missing" and not (self.path.is_dir() and any(self.path.iterdir())):
             raise StoreError(f"{self.path}: no activation store (run the extract stage first)")
-        try:
-            meta = json.loads(root_meta.read_text(encoding="utf-8"))
-            info = meta["attributes"]["crossrep"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise StoreError(damaged_root_message(self.path)) from None
+        if not isinstance(info, dict):
+            raise StoreError(damaged_root_message(self.path))
         if info.get("layout") != LAYOUT:
             raise StoreError(f"{self.path}: store layout {info.get('layout')!r}, written by another crossrep "
                              f"version; this one reads layout {LAYOUT}. Use the version that wrote it, or move "
@@ -216,7 +203,7 @@ class ActivationStore:
         """Create the hierarchy for `plan`, or check that an existing store has the same plan and re-create any
         shard group or array that has gone missing (its verified chunks kept)."""
         path = Path(out) / FILENAME
-        if path.is_dir() and not _has_root(path) and not any(path.glob("**/c/*/0")):
+        if path.is_dir() and _root_info(path) == "missing" and not any(path.glob("**/c/*/0")):
             return cls._finish(out, plan)  # a creation that was interrupted (no chunk data yet): complete it
         if (path / "zarr.json").is_file() or (path.is_dir() and any(path.iterdir())):
             store = cls(out, mode="r+")
@@ -238,13 +225,11 @@ class ActivationStore:
             for modality in MODALITIES:
                 for lang in m.languages:
                     _create_shard(root, m, ShardKey(m.name, modality, lang), plan.chunk_size)
-        # Written last: a store whose root carries the plan has its whole hierarchy.
-        root.attrs["crossrep"] = {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size,
-                                  "models": [m.name for m in plan.models]}
+        root.attrs["crossrep"] = _root_record(plan)  # written last: a root with its record has its whole hierarchy
         return cls(out, mode="r+")
 
     @classmethod
-    def rebuild(cls, out: Path, plan: StorePlan, progress: bool = False) -> tuple["ActivationStore", int]:
+    def rebuild(cls, out: Path, plan: StorePlan) -> tuple["ActivationStore", int]:
         """Write the root metadata of a store whose root is missing or unreadable from `plan`, re-create every
         missing group and array, and record as done each chunk whose files all verify. Deletes nothing.
         Returns the store and the number of chunks kept."""
@@ -252,18 +237,14 @@ class ActivationStore:
         if not path.is_dir():
             raise StoreError(f"{path}: no store folder to repair")
         meta = path / "zarr.json"
-        if meta.is_file():
-            try:
-                readable = "crossrep" in json.loads(meta.read_text(encoding="utf-8"))["attributes"]
-            except (OSError, ValueError, KeyError, TypeError):
-                readable = False
-            if readable:
-                raise StoreError(f"{path}: the root metadata is readable; nothing to repair "
-                                 f"(`crossrep status --verify` checks the chunks)")
+        state = _root_info(path)
+        if isinstance(state, dict):
+            raise StoreError(f"{path}: the root metadata is readable; nothing to repair "
+                             f"(`crossrep status --verify` checks the chunks)")
+        if state == "unreadable":
             meta.rename(meta.with_name(f"zarr.json.unreadable.{os.getpid()}"))
         root = zarr.open_group(str(path), mode="a", zarr_format=3)
-        root.attrs["crossrep"] = {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size,
-                                  "models": [m.name for m in plan.models]}
+        root.attrs["crossrep"] = _root_record(plan)
         store = cls(out, mode="r+")
         for m in plan.models:
             try:
@@ -404,14 +385,21 @@ class ActivationStore:
         self._group(key).attrs.update({"complete": complete, "error": error})
 
 
-def _has_root(path: Path) -> bool:
-    """The root metadata is there and carries crossrep's record (a readable file in any case)."""
+def _root_record(plan: StorePlan) -> dict:
+    return {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size, "models": [m.name for m in plan.models]}
+
+
+def _root_info(path: Path) -> dict | str:
+    """The root's crossrep record; "missing" (no root zarr.json, or one without the record: a creation that
+    did not finish) or "unreadable"."""
     try:
-        return "crossrep" in json.loads((path / "zarr.json").read_text(encoding="utf-8"))["attributes"]
+        attrs = json.loads((path / "zarr.json").read_text(encoding="utf-8"))["attributes"]
     except FileNotFoundError:
-        return False
+        return "missing"
     except (OSError, ValueError, KeyError, TypeError):
-        return True  # unreadable: treated as lost metadata, never as a creation to finish
+        return "unreadable"
+    info = attrs.get("crossrep") if isinstance(attrs, dict) else None
+    return info if isinstance(info, dict) else "missing"
 
 
 def damaged_root_message(path: Path) -> str:
@@ -456,6 +444,13 @@ def _plan_from(info: dict, root: zarr.Group, path: Path) -> StorePlan:
                              f"job's plan (nothing was changed)") from None
         models.append(ModelPlan.from_attrs(attrs, f"{path}/{name}"))
     return StorePlan(job=info.get("job", {}), chunk_size=int(info["chunk_size"]), models=tuple(models))
+
+
+def differences(stored: dict, requested: dict) -> list[str]:
+    """`key: stored X, requested Y` for every dotted key whose values differ (compared as JSON would store them)."""
+    a, b = (_flatten(json.loads(json.dumps(d))) for d in (stored, requested))
+    return [f"{k}: stored {_short(a.get(k, '(absent)'))}, requested {_short(b.get(k, '(absent)'))}"
+            for k in sorted(set(a) | set(b), key=_natural) if a.get(k, ...) != b.get(k, ...)]
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -10,8 +10,7 @@ from tqdm import tqdm
 
 from ..config import Job
 from ..errors import CrossrepError
-from ..extract import write_resolved
-from ..plan import create_store, shards
+from ..plan import create_store, shards, write_resolved
 from ..store import ActivationStore
 
 STAGES = ("extract", "reduce", "aggregate")
@@ -28,13 +27,14 @@ class Launcher(ABC):
         self.job = job
         self.logs = job.out / "logs"
 
-    def prepare(self, progress: bool = True) -> tuple[str, ActivationStore, list[int]]:
-        """Create (or check) the store, then write `<out>/job.yaml`; verify every chunk recorded as done, mark
-        damaged ones for recomputation; return the shard indices still to extract."""
+    def prepare(self, verify: bool = True, progress: bool = True) -> tuple[str, ActivationStore, list[int]]:
+        """Create (or check) the store, then write `<out>/job.yaml`; with `verify` (when extracting: `reduce`
+        verifies by itself) check every chunk recorded as done and mark damaged ones for recomputation; return
+        the shard indices still to extract."""
         store = create_store(self.job, progress)
         job_file = str(write_resolved(self.job))
         table = shards(self.job)
-        damaged = verify_and_forget(store, progress)
+        damaged = verify_and_forget(store, progress) if verify else []
         todo = [i for i, key in enumerate(table) if not store.state(key).complete]
         print(f"crossrep: {len(todo)} of {len(table)} shards to extract"
               + (f" ({len(damaged)} damaged chunks to recompute)" if damaged else ""), file=sys.stderr)
@@ -94,7 +94,7 @@ def report_shards(store: ActivationStore, job: Job, indices: list[int], where: d
         lines.append(f"shard {i} {table[i]}: {reason}\n    log: {log}")
     if lines:
         raise StageFailed(f"extract: {len(lines)} of {len(indices)} shards failed:\n  " + "\n  ".join(lines)
-                          + f"\nfix the cause, then run the same command again: complete shards are kept")
+                          + "\nfix the cause, then run the same command again: complete shards are kept")
 
 
 def follow(store: ActivationStore, job: Job, indices: list[int], running, interval: float = 1.0) -> None:

@@ -32,7 +32,7 @@ class LocalLauncher(Launcher):
     def run(self, stages=STAGES, wait: bool = True) -> None:
         kind = "debug" if self.debug else "local"
         with folder_lock(self.job.out, f"crossrep run {self.job.name} --executor {kind}"):
-            job_file, store, todo = self.prepare()
+            job_file, store, todo = self.prepare(verify="extract" in stages)
             if "extract" in stages and todo:
                 self.extract(job_file, todo, store)
             for stage, fn in (("reduce", reduce_stage), ("aggregate", aggregate_stage)):

@@ -89,7 +89,7 @@ class SlurmLauncher(Launcher):
     def run(self, stages=("extract", "reduce", "aggregate"), wait: bool = False) -> dict:
         lock = folder_lock(self.job.out, f"crossrep run {self.job.name} --executor slurm")
         try:
-            job_file, store, todo = self.prepare()
+            job_file, store, todo = self.prepare(verify="extract" in stages)
             self.refuse_active(todo)
             record = self.submit(job_file, todo, stages)
             # the lock now lasts as long as the submitted jobs: stale once they have all ended

@@ -10,15 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
-
-
-@dataclass(frozen=True)
-class Point:
-    """A place in the model whose activations are pooled: name (as in the job), width, depth (for plots)."""
-
-    name: str
-    width: int
-    depth: float
+from ..point import Point
 
 
 @dataclass(frozen=True)
