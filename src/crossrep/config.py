@@ -66,6 +66,24 @@ class SimilarityConfig:
     backend: str  # numpy, cupy, or auto (cupy where a GPU is visible)
     scheduler: str  # threads, local (distributed.LocalCluster), slurm (dask_jobqueue), cuda (dask_cuda)
     workers: int  # Dask threads, local processes, Slurm worker jobs
+    families: tuple[str, ...]  # comparison families (see crossrep.families)
+    permutations: int  # K: permutation-null replicates per comparison (0: none)
+    bootstrap: int  # B: sentence-bootstrap replicates (0: none)
+
+
+@dataclass(frozen=True)
+class TsneConfig:
+    points: dict[str, str]  # model -> point name; a model not named gets the study's middle layer or its middle
+    seed: int
+    perplexity: float
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    alpha: float  # significance level of the findings' verdicts
+    language_bootstrap: int  # resamples (and permutations) of languages for the findings' intervals and tests
+    seed: int
+    tsne: TsneConfig
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,7 @@ class Job:
     extract: ExtractConfig
     similarity: SimilarityConfig
     executor: ExecutorConfig
+    analysis: AnalysisConfig
     source: str = field(default="", compare=False)
 
     def model(self, name: str) -> ModelConfig:
@@ -114,8 +133,11 @@ class Job:
                 for m in self.models
             ],
             "extract": vars(self.extract).copy(),
-            "similarity": vars(self.similarity).copy(),
+            "similarity": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.similarity).items()},
             "executor": vars(self.executor).copy(),
+            "analysis": {"alpha": self.analysis.alpha, "language_bootstrap": self.analysis.language_bootstrap,
+                         "seed": self.analysis.seed, "tsne": {**vars(self.analysis.tsne),
+                                                              "points": dict(self.analysis.tsne.points)}},
         }
 
 
@@ -201,7 +223,7 @@ def _index(part: str, node: list, key: str) -> int:
 
 # ---------------------------------------------------------------- validation
 
-_TOP = ("name", "out", "data", "models", "extract", "similarity", "executor")
+_TOP = ("name", "out", "data", "models", "extract", "similarity", "executor", "analysis")
 
 
 class Section:
@@ -329,8 +351,12 @@ def parse_job(raw: dict, source: str = "") -> Job:
         backend=s.choice("backend", ("auto", "numpy", "cupy"), "auto"),
         scheduler=s.choice("scheduler", ("threads", "local", "slurm", "cuda"), "threads"),
         workers=s.int("workers", 2, minimum=1),
+        families=_families(s),
+        permutations=s.int("permutations", DEFAULT_PERMUTATIONS),
+        bootstrap=s.int("bootstrap", DEFAULT_BOOTSTRAP),
     )
     s.done()
+    analysis = _analysis(Section(top.get("analysis", None), "analysis", required=False), models)
 
     x = Section(top.get("executor", None), "executor", required=False)
     executor = ExecutorConfig(
@@ -344,7 +370,45 @@ def parse_job(raw: dict, source: str = "") -> Job:
                           "or a path to one)")
     x.done()
     top.done()
-    return Job(name, out, data, models, extract, similarity, executor, source)
+    return Job(name, out, data, models, extract, similarity, executor, analysis, source)
+
+
+DEFAULT_PERMUTATIONS = 10
+DEFAULT_BOOTSTRAP = 10
+
+
+def _families(s: Section) -> tuple[str, ...]:
+    from .families import DEFAULT, FAMILIES
+
+    raw = s.get("families", list(DEFAULT))
+    raw = [raw] if isinstance(raw, str) else raw
+    if not isinstance(raw, list) or not raw or any(f not in FAMILIES for f in raw) or len(set(raw)) != len(raw):
+        raise ConfigError(f"{s.key('families')}: expected a list of distinct families from {', '.join(FAMILIES)}, "
+                          f"got {raw!r}")
+    missing = [f for f in DEFAULT if f not in raw]
+    if missing:
+        raise ConfigError(f"{s.key('families')}: the study's families {', '.join(DEFAULT)} are always computed "
+                          f"(the figures and findings need them); {', '.join(missing)} missing from {raw!r}")
+    return tuple(raw)
+
+
+def _analysis(a: Section, models: tuple[ModelConfig, ...]) -> AnalysisConfig:
+    t = Section(a.get("tsne", None), a.key("tsne"), required=False)
+    points = t.get("points", {})
+    if not isinstance(points, dict) or any(not isinstance(v, (str, int)) for v in points.values()):
+        raise ConfigError(f"{t.key('points')}: expected a mapping model -> point name, got {points!r}")
+    names = {m.name for m in models}
+    unknown = [k for k in points if k not in names]
+    if unknown:
+        raise ConfigError(f"{t.key('points')}.{unknown[0]}: no model of that name (have {', '.join(sorted(names))})")
+    tsne = TsneConfig(points={str(k): str(v) for k, v in points.items()}, seed=t.int("seed", 0),
+                      perplexity=t.float("perplexity", 30.0, low=1.0))
+    t.done()
+    analysis = AnalysisConfig(alpha=a.float("alpha", 0.05, low=1e-6, high=0.5),
+                              language_bootstrap=a.int("language_bootstrap", 1000, minimum=20),
+                              seed=a.int("seed", 0), tsne=tsne)
+    a.done()
+    return analysis
 
 
 def _path(section: Section, name: str) -> Path:

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What a point is, so that analyses pick points by role rather than by name:
+#   input    the input embeddings (word embeddings, audio features, an LLM's input embeddings)
+#   layer    the output of one numbered layer
+#   output   after the final normalisation of a stack
+#   adaptor  after a length adaptation (SeamlessM4T's length adaptor, SONAR's pooling, SALMONN's Q-Former)
+#   encoder  the output of a separate encoder feeding the model (SALMONN's Whisper + BEATs)
+KINDS = ("input", "layer", "output", "adaptor", "encoder")
+
 
 @dataclass(frozen=True)
 class Point:
-    """name (as in the job), width (features), depth (for plots)."""
+    """name (as in the job), width (features), depth (for plots), kind (one of KINDS)."""
 
     name: str
     width: int
     depth: float
+    kind: str = "layer"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"point {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")

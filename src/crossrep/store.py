@@ -30,7 +30,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from .errors import StoreError
 from .point import Point
 
-LAYOUT = 2
+LAYOUT = 3
 FILENAME = "activations.zarr"
 MODALITIES = ("text", "speech")
 
@@ -86,7 +86,7 @@ class ModelPlan:
         return {
             "name": self.name, "adapter": self.adapter, "checkpoint": self.checkpoint, "options": self.options,
             "languages": list(self.languages),
-            "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth} for p in pts]
+            "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth, "kind": p.kind} for p in pts]
                        for mod, pts in self.points.items()},
             "pairs": [list(p) for p in self.pairs],
             "crossmodal_ids": {lang: list(ids) for lang, ids in self.crossmodal_ids.items()},
@@ -100,7 +100,7 @@ class ModelPlan:
             return cls(
                 name=a["name"], adapter=a["adapter"], checkpoint=a["checkpoint"], options=dict(a["options"]),
                 languages=tuple(a["languages"]),
-                points={mod: tuple(Point(p["name"], int(p["width"]), float(p["depth"])) for p in pts)
+                points={mod: tuple(Point(p["name"], int(p["width"]), float(p["depth"]), p["kind"]) for p in pts)
                         for mod, pts in a["points"].items()},
                 pairs=tuple(tuple(p) for p in a["pairs"]),
                 crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["crossmodal_ids"].items()},

@@ -506,9 +506,12 @@ class SalmonnAdapter(Adapter):
             raise load_error("the LLaMA config", paths["llm"], exc) from None
         beats = beats_config(local_file(paths["beats"], "BEATs checkpoint"))
         width, layers = llm.hidden_size, llm.num_hidden_layers
-        common = ([Point("in", width, 0.0)] + [Point(str(i), width, float(i)) for i in range(1, layers + 1)]
-                  + [Point("out", width, layers + 0.5)])
-        speech = [Point("enc", whisper.d_model + beats.encoder_embed_dim, -1.0)] + common
+        layer_points = [Point(str(i), width, float(i)) for i in range(1, layers + 1)] + [
+            Point("out", width, layers + 0.5, "output")]
+        common = [Point("in", width, 0.0, "input")] + layer_points
+        # the audio's "in" is the Q-Former's output as the LLM takes it: the length adaptation of the speech side
+        speech = [Point("enc", whisper.d_model + beats.encoder_embed_dim, -1.0, "encoder"),
+                  Point("in", width, 0.0, "adaptor")] + layer_points
         pairs = [("enc", "in", "enc")] + [(p.name, p.name, p.name) for p in common]
         return ModelSpec(checkpoint=paths,
                          points={"text": tuple(common), "speech": tuple(speech)},

@@ -72,13 +72,13 @@ class SeamlessM4Tv2Adapter(Adapter):
         if cfg.model_type != "seamless_m4t_v2":
             raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not seamless_m4t_v2")
         width, n_text, n_speech = cfg.hidden_size, cfg.encoder_layers, cfg.speech_encoder_layers
-        text = ([Point("in", width, 0.0)] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
-                + [Point("out", width, n_text + 0.5)])
-        speech = ([Point("in", cfg.feature_projection_input_dim, 0.0)]
+        text = ([Point("in", width, 0.0, "input")] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
+                + [Point("out", width, n_text + 0.5, "output")])
+        speech = ([Point("in", cfg.feature_projection_input_dim, 0.0, "input")]
                   + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
-                  + [Point("out", width, n_speech + 0.5)])
+                  + [Point("out", width, n_speech + 0.5, "output")])
         if cfg.add_adapter:
-            speech.append(Point("len", width, n_speech + 1.0))
+            speech.append(Point("len", width, n_speech + 1.0, "adaptor"))
         common = [p.name for p in text if p.name in {q.name for q in speech}]
         pairs = [(name, name, name) for name in common]
         if cfg.add_adapter:

@@ -413,11 +413,11 @@ class SonarAdapter(Adapter):
         fs1 = any(k.startswith("encoder.w2v_model.") for k in speech)
         n_speech = _count(speech, "encoder.w2v_model.encoder.layers." if fs1 else "encoder.layers.")
         points = {
-            "text": tuple([Point("in", width, 0.0)] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
-                          + [Point("pool", width, n_text + 1.0)]),
-            "speech": tuple([Point("in", width, 0.0)]
+            "text": tuple([Point("in", width, 0.0, "input")] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
+                          + [Point("pool", width, n_text + 1.0, "adaptor")]),
+            "speech": tuple([Point("in", width, 0.0, "input")]
                             + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
-                            + [Point("pool", width, n_speech + 1.0)]),
+                            + [Point("pool", width, n_speech + 1.0, "adaptor")]),
         }
         pairs = ([("in", "in", "in")] + [(str(i), str(i), str(i)) for i in range(1, min(n_text, n_speech) + 1)]
                  + [("pool", "pool", "pool")])
