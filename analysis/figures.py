@@ -1,19 +1,18 @@
 """Figures like the study's Fig. 2 (cross-modal over layers, by resource level), Fig. 3 (cross-lingual, text
-vs speech) and Fig. 5 (per language at the last layer), as PNG and PDF in `<out>/figures/`, with their tables."""
+vs speech) and Fig. 5 (per language at the last layer), with 95 % intervals (sentence bootstrap; language
+bootstrap where there is none), the permutation null beside the random baseline, and layer-by-layer heatmaps
+of the cross-layer family; PNG and PDF with the CSV behind each."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from crossrep.config import Job  # noqa: E402
-from crossrep.plan import open_checked  # noqa: E402
-from crossrep.reduce import check_similarity, open_similarity  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from . import tables  # noqa: E402
 
@@ -21,33 +20,21 @@ COLORS = {"all": "black", "high": "tab:blue", "medium": "tab:orange", "low": "ta
           "text": "tab:green", "speech": "tab:purple"}
 
 
-def run(job: Job) -> Path:
-    """Every figure for every measure: the first measure of the job unsuffixed, the others `_<measure>`.
-
-    Drawn into a scratch folder, then moved into `<out>/figures/`, where figures of earlier jobs that this one
-    does not draw are removed (files that crossrep did not write are left alone)."""
-    open_checked(job)
-    check_similarity(job)
-    target = job.out / "figures"
-    out = job.out / ".figures.partial"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    full = {m.name: open_similarity(job.out, m.name) for m in job.models}
-    for k, measure in enumerate(job.similarity.measures):
-        datasets = {name: ds.sel(measure=measure) for name, ds in full.items()}
+def draw(datasets: dict, out: Path, measures: tuple[str, ...], count: int, seed: int) -> list[str]:
+    """Every figure for every measure into `out`: the first measure unsuffixed, the others `_<measure>`."""
+    written = []
+    for k, measure in enumerate(measures):
+        sel = {name: ds.sel(measure=measure) for name, ds in datasets.items()}
         suffix = "" if k == 0 else f"_{measure}"
-        fig2(datasets, out, suffix, measure)
-        fig3(datasets, out, suffix, measure)
-        fig5(datasets, out, suffix, measure)
-    target.mkdir(exist_ok=True)
-    drawn = {f.name for f in out.iterdir()}
-    for old in target.glob("fig*_*.*"):
-        if old.name not in drawn and old.suffix in (".png", ".pdf", ".csv"):
-            old.unlink()
-    for name in drawn:
-        (out / name).replace(target / name)
-    out.rmdir()
-    return target
+        fig2(sel, out, suffix, measure, count, seed)
+        fig3(sel, out, suffix, measure)
+        fig5(sel, out, suffix, measure)
+        written += [f"fig2_crossmodal{suffix}", f"fig3_crosslingual{suffix}", f"fig5_last_layer{suffix}"]
+        for name in ("crosslayer_text", "crosslayer_speech", "crosslayer_text_speech"):
+            if all(name in ds for ds in sel.values()):
+                heatmap(sel, name, out, suffix, measure)
+                written.append(f"{name}{suffix}")
+    return written
 
 
 def _axes(n: int, width: float = 5.0, height: float = 3.6):
@@ -55,11 +42,13 @@ def _axes(n: int, width: float = 5.0, height: float = 3.6):
     return fig, axes[0]
 
 
-def _save(fig, out: Path, name: str) -> None:
+def _save(fig, out: Path, name: str, frame: pd.DataFrame | None = None) -> None:
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{name}.{ext}", dpi=150)
     plt.close(fig)
+    if frame is not None:
+        frame.to_csv(out / f"{name}.csv", index=False, float_format="%.6f")
 
 
 def _ticks(ax, depths, labels) -> None:
@@ -67,69 +56,101 @@ def _ticks(ax, depths, labels) -> None:
     ax.set_xticklabels(list(labels), rotation=90, fontsize=7)
 
 
-def fig2(datasets: dict, out: Path, suffix: str, measure: str) -> None:
+def _band(ax, x, lo, hi, color) -> None:
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if np.isfinite(lo).any():
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+
+
+def _source(frame: pd.DataFrame) -> str:
+    """The interval drawn: the sentence bootstrap where it ran, else the language bootstrap."""
+    return "sentences" if frame["sentences_low"].notna().any() else "languages"
+
+
+def fig2(datasets: dict, out: Path, suffix: str, measure: str, count: int, seed: int) -> None:
     fig, axes = _axes(len(datasets))
-    rows = []
+    frames = []
     for ax, (model, ds) in zip(axes, datasets.items()):
-        table = tables.crossmodal_by_level(ds)
-        rows += [(model,) + r for r in table]
+        table = tables.crossmodal_by_level(ds, count, seed)
+        frames.append(table.assign(model=model))
+        src = _source(table)
         for group in ("all",) + tables.LEVELS:
-            pts = [(d, v) for _, d, g, v, _ in table if g == group]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=COLORS[group],
-                        lw=2 if group == "all" else 1, label=group)
-        base = ds.baseline_crossmodal.mean("repeat")
-        ax.plot(ds.pair_depth.values, base.values, ls="--", color="gray", label="random baseline")
+            t = table[table.group == group]
+            if len(t):
+                ax.plot(t.depth, t["mean"], marker="o", ms=3, color=COLORS[group], lw=2 if group == "all" else 1,
+                        label=group)
+                _band(ax, t.depth, t[f"{src}_low"], t[f"{src}_high"], COLORS[group])
+        t = table[table.group == "all"]
+        ax.plot(t.depth, t.null_mean, ls=":", color="gray", label="permutation null")
+        ax.plot(t.depth, t.baseline, ls="--", color="gray", label="random baseline")
         _ticks(ax, ds.pair_depth.values, ds.pair.values)
-        ax.set(title=f"{model}: cross-modal (text vs speech)", xlabel="point", ylabel=measure, ylim=(-0.02, 1.02))
+        ax.set(title=f"{model}: cross-modal (text vs speech)", xlabel="point",
+               ylabel=f"{measure} (95 % interval: {src})", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
-    _save(fig, out, "fig2_crossmodal" + suffix)
-    tables.write_csv(out / f"fig2_crossmodal{suffix}.csv", ("model", "pair", "depth", "group", "mean", "languages"),
-                     rows)
+    _save(fig, out, "fig2_crossmodal" + suffix, pd.concat(frames))
 
 
 def fig3(datasets: dict, out: Path, suffix: str, measure: str) -> None:
     fig, axes = _axes(len(datasets))
-    rows = []
+    frames = []
     for ax, (model, ds) in zip(axes, datasets.items()):
         table = tables.crosslingual(ds)
-        rows += [(model,) + r for r in table]
+        frames.append(table.assign(model=model))
+        src = _source(table)
         for modality in ("text", "speech"):
-            pts = [(d, v) for m, _, d, v, _, _ in table if m == modality]
-            ax.plot(*zip(*pts), marker="o", ms=3, color=COLORS[modality], label=modality)
-            dim = f"{modality}_point"
-            base = ds[f"baseline_{modality}"].mean("repeat")
-            ax.plot(ds[f"{modality}_depth"].values, base.values, ls="--", color=COLORS[modality], alpha=0.5,
+            t = table[table.modality == modality]
+            ax.plot(t.depth, t["mean"], marker="o", ms=3, color=COLORS[modality], label=modality)
+            _band(ax, t.depth, t[f"{src}_low"], t[f"{src}_high"], COLORS[modality])
+            ax.plot(t.depth, t.null_mean, ls=":", color=COLORS[modality], alpha=0.6,
+                    label=f"{modality} permutation null")
+            ax.plot(t.depth, t.baseline, ls="--", color=COLORS[modality], alpha=0.4,
                     label=f"{modality} random baseline")
-            if modality == "speech":
-                _ticks(ax, ds[f"{modality}_depth"].values, ds[dim].values)
-        ax.set(title=f"{model}: cross-lingual, mean over language pairs", xlabel="point", ylabel=measure,
-               ylim=(-0.02, 1.02))
-        ax.legend(fontsize=7)
-    _save(fig, out, "fig3_crosslingual" + suffix)
-    tables.write_csv(out / f"fig3_crosslingual{suffix}.csv",
-                     ("model", "modality", "point", "depth", "mean", "std", "pairs"), rows)
+        _ticks(ax, ds.speech_depth.values, ds.speech_point.values)
+        ax.set(title=f"{model}: cross-lingual, mean over language pairs", xlabel="point",
+               ylabel=f"{measure} (95 % interval: {src})", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=6)
+    _save(fig, out, "fig3_crosslingual" + suffix, pd.concat(frames))
 
 
 def fig5(datasets: dict, out: Path, suffix: str, measure: str) -> None:
     fig, axes = _axes(len(datasets), width=max(6.0, 0.28 * max(len(ds.lang) for ds in datasets.values())))
-    rows = []
+    frames = []
     for ax, (model, ds) in zip(axes, datasets.items()):
-        pair = tables.last_layer_pair(ds)
+        pair = tables.fig5_pair(ds)
         table = tables.per_language(ds, pair)
-        rows += [(model, pair) + r for r in table]
-        x = range(len(table))
-        for offset, (lo, hi, label, color) in enumerate(((3, 4, "cross-lingual text", "text"),
-                                                        (5, 6, "cross-lingual speech", "speech"),
-                                                        (7, 8, "text vs other languages' speech", "all"))):
-            ax.vlines([i + (offset - 1) * 0.2 for i in x], [r[lo] for r in table], [r[hi] for r in table],
-                      color=COLORS[color], lw=2, label=f"{label} (range)")
-        ax.scatter(list(x), [r[2] for r in table], color="tab:red", zorder=3, s=14, label="cross-modal, same language")
+        frames.append(table.assign(model=model, pair=pair))
+        x = np.arange(len(table))
+        for offset, (key, label, color) in enumerate((("text", "cross-lingual text", "text"),
+                                                     ("speech", "cross-lingual speech", "speech"),
+                                                     ("text_speech", "text vs other languages' speech", "all"))):
+            ax.vlines(x + (offset - 1) * 0.2, table[f"{key}_min"], table[f"{key}_max"], color=COLORS[color], lw=2,
+                      label=f"{label} (range)")
+        if table.crossmodal_low.notna().any():  # a percentile interval need not contain the estimate
+            ax.vlines(x, table.crossmodal_low, table.crossmodal_high, color="tab:red", lw=0.8, alpha=0.6)
+        ax.scatter(x, table.crossmodal, color="tab:red", zorder=3, s=14, label="cross-modal, same language")
         ax.set_xticks(list(x))
-        ax.set_xticklabels([r[0] for r in table], rotation=90, fontsize=7)
+        ax.set_xticklabels(list(table.lang), rotation=90, fontsize=7)
         ax.set(title=f"{model}: per language at point {pair}", ylabel=measure, ylim=(-0.02, 1.02))
         ax.legend(fontsize=6)
-    _save(fig, out, "fig5_last_layer" + suffix)
-    tables.write_csv(out / f"fig5_last_layer{suffix}.csv",
-                     ("model", "pair", "lang", "level", "crossmodal", "text_min", "text_max", "speech_min",
-                      "speech_max", "text_speech_min", "text_speech_max"), rows)
+    _save(fig, out, "fig5_last_layer" + suffix, pd.concat(frames))
+
+
+def heatmap(datasets: dict, name: str, out: Path, suffix: str, measure: str) -> None:
+    """The cross-layer family averaged over languages: rows the first point, columns the second."""
+    fig, axes = _axes(len(datasets), width=5.0, height=4.4)
+    frames = []
+    for ax, (model, ds) in zip(axes, datasets.items()):
+        mean = ds[f"{name}_mean"]
+        rows, cols = mean.dims
+        values = mean.values.copy()
+        if name != "crosslayer_text_speech":
+            np.fill_diagonal(values, 1.0)  # a point against itself
+        im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", origin="lower")
+        ax.set_yticks(range(values.shape[0]))
+        ax.set_yticklabels(list(ds[rows].values), fontsize=6)
+        ax.set_xticks(range(values.shape[1]))
+        ax.set_xticklabels(list(ds[cols].values), fontsize=6, rotation=90)
+        ax.set(title=f"{model}: {name.replace('_', ' ')}", ylabel=rows, xlabel=cols)
+        fig.colorbar(im, ax=ax, label=f"{measure}, mean over languages")
+        frames.append(mean.to_dataframe(name="mean").reset_index().assign(model=model))
+    _save(fig, out, name + suffix, pd.concat(frames))

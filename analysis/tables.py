@@ -1,23 +1,53 @@
-"""The numbers behind each figure, as pandas-free lists of rows computed from one model's similarity Dataset."""
+"""The numbers behind each figure, as pandas DataFrames computed from one model's similarity Dataset.
+
+Intervals: `ci_sentences` from the sentence bootstrap, `ci_languages` from the language bootstrap (reduce
+stores both for every family mean); per resource level the language bootstrap is redone within the level."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
+
+from crossrep import stats
+
+from .findings import last_layer_pair, strs
 
 LEVELS = ("high", "medium", "low")
 
 
-def crossmodal_by_level(ds: xr.Dataset) -> list[tuple]:
-    """(pair, depth, group, mean, n_languages) for group in all + resource levels: Fig. 2."""
+def _ci(ds: xr.Dataset, name: str, source: str, **sel) -> tuple[float, float]:
+    var = f"{name}_ci_{source}"
+    if var not in ds:
+        return np.nan, np.nan
+    lo, hi = ds[var].sel(**sel).values
+    return float(lo), float(hi)
+
+
+def crossmodal_by_level(ds: xr.Dataset, count: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Fig. 2: per pair and group (all + resource levels): mean, intervals, languages, null and baseline."""
     rows = []
+    levels = strs(ds.level)
     for pair, depth in zip(ds.pair.values, ds.pair_depth.values):
-        values = ds.crossmodal.sel(pair=pair)
+        values = ds.crossmodal.sel(pair=pair).values
+        boot = ds.crossmodal_boot.sel(pair=pair).values if "crossmodal_boot" in ds else None
         for group in ("all",) + LEVELS:
-            sel = values if group == "all" else values.where(ds.level == group, drop=True)
-            if sel.size:
-                rows.append((str(pair), float(depth), group, float(sel.mean()), int(sel.size)))
-    return rows
+            keep = np.ones(len(values), bool) if group == "all" else levels == group
+            if not keep.any():
+                continue
+            if group == "all":
+                lang_lo, lang_hi = _ci(ds, "crossmodal", "languages", pair=pair)
+            else:
+                draws = stats.language_indices(int(keep.sum()), count, seed, f"fig2/{group}")
+                lang_lo, lang_hi = stats.interval(stats.resampled_means(values[keep], False, draws))
+            sent = stats.interval(boot[:, keep].mean(axis=1)) if boot is not None else (np.nan, np.nan)
+            rows.append({"pair": str(pair), "depth": float(depth), "group": group,
+                         "mean": float(values[keep].mean()), "sentences_low": float(sent[0]),
+                         "sentences_high": float(sent[1]), "languages_low": float(lang_lo),
+                         "languages_high": float(lang_hi), "languages": int(keep.sum()),
+                         "null_mean": float(ds.crossmodal_null_mean.sel(pair=pair).values[keep].mean()),
+                         "baseline": float(ds.crossmodal_baseline.sel(pair=pair).mean())})
+    return pd.DataFrame(rows)
 
 
 def upper(matrix: np.ndarray) -> np.ndarray:
@@ -25,43 +55,44 @@ def upper(matrix: np.ndarray) -> np.ndarray:
     return matrix[..., i, j]
 
 
-def crosslingual(ds: xr.Dataset) -> list[tuple]:
-    """(modality, point, depth, mean, std, n_pairs) over all language pairs: Fig. 3."""
+def crosslingual(ds: xr.Dataset) -> pd.DataFrame:
+    """Fig. 3: per modality and point, the mean over language pairs, intervals, null and baseline."""
     rows = []
-    for modality, dim in (("text", "text_point"), ("speech", "speech_point")):
-        depths = ds[dim.replace("point", "depth")].values
-        for point, depth in zip(ds[dim].values, depths):
+    for modality in ("text", "speech"):
+        dim = f"{modality}_point"
+        for point, depth in zip(ds[dim].values, ds[f"{modality}_depth"].values):
             v = upper(ds[modality].sel({dim: point}).values)
-            rows.append((modality, str(point), float(depth), float(v.mean()), float(v.std()), int(v.size)))
-    return rows
+            s_lo, s_hi = _ci(ds, modality, "sentences", **{dim: point})
+            l_lo, l_hi = _ci(ds, modality, "languages", **{dim: point})
+            rows.append({"modality": modality, "point": str(point), "depth": float(depth), "mean": float(v.mean()),
+                         "std": float(v.std()), "pairs": int(v.size), "sentences_low": s_lo,
+                         "sentences_high": s_hi, "languages_low": l_lo, "languages_high": l_hi,
+                         "null_mean": float(np.nanmean(upper(ds[f"{modality}_null_mean"].sel({dim: point}).values))),
+                         "baseline": float(ds[f"{modality}_baseline"].sel({dim: point}).mean())})
+    return pd.DataFrame(rows)
 
 
-def last_layer_pair(ds: xr.Dataset) -> str:
-    """The deepest numbered layer compared across modalities (falls back to the deepest pair)."""
-    numbered = [p for p in ds.pair.values if str(p).isdigit()]
-    if numbered:
-        return max(numbered, key=int)
-    return str(ds.pair.values[int(np.argmax(ds.pair_depth.values))])
+def fig5_pair(ds: xr.Dataset) -> str:
+    """The deepest pair of numbered layers (the study's last layer), else the deepest pair."""
+    return last_layer_pair(ds) or str(ds.pair.values[int(np.argmax(ds.pair_depth.values))])
 
 
-def per_language(ds: xr.Dataset, pair: str) -> list[tuple]:
-    """(lang, level, crossmodal, text min/max, speech min/max, text->speech min/max) at one pair: Fig. 5."""
+def per_language(ds: xr.Dataset, pair: str) -> pd.DataFrame:
+    """Fig. 5: per language at one pair: cross-modal score (with its sentence-bootstrap interval) and the
+    range over the other languages of cross-lingual text, speech and text-vs-other-speech scores."""
     t_point, s_point = str(ds.pair_text_point.sel(pair=pair).values), str(ds.pair_speech_point.sel(pair=pair).values)
     text = ds.text.sel(text_point=t_point).values
     speech = ds.speech.sel(speech_point=s_point).values
     ts = ds.text_speech.sel(pair=pair).values
+    cm = ds.crossmodal.sel(pair=pair).values
+    boot = stats.interval(ds.crossmodal_boot.sel(pair=pair).values) if "crossmodal_boot" in ds else None
     rows = []
     for i, lang in enumerate(ds.lang.values):
         others = [j for j in range(len(ds.lang)) if j != i]
-        rows.append((str(lang), str(ds.level.values[i]), float(ds.crossmodal.sel(pair=pair).values[i]),
-                     float(text[i, others].min()), float(text[i, others].max()),
-                     float(speech[i, others].min()), float(speech[i, others].max()),
-                     float(ts[i, others].min()), float(ts[i, others].max())))
-    return rows
-
-
-def write_csv(path, header: tuple[str, ...], rows: list[tuple]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(",".join(header) + "\n")
-        for row in rows:
-            f.write(",".join(f"{v:.6f}" if isinstance(v, float) else str(v) for v in row) + "\n")
+        rows.append({"lang": str(lang), "level": str(ds.level.values[i]), "crossmodal": float(cm[i]),
+                     "crossmodal_low": float(boot[i, 0]) if boot is not None else np.nan,
+                     "crossmodal_high": float(boot[i, 1]) if boot is not None else np.nan,
+                     "text_min": float(text[i, others].min()), "text_max": float(text[i, others].max()),
+                     "speech_min": float(speech[i, others].min()), "speech_max": float(speech[i, others].max()),
+                     "text_speech_min": float(ts[i, others].min()), "text_speech_max": float(ts[i, others].max())})
+    return pd.DataFrame(rows)

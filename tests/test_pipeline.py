@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 import zarr
@@ -48,11 +49,20 @@ def test_outputs_exist_and_are_labelled(debug_run):
     assert np.isnan(text[:, range(4), range(4)]).all()
     assert np.allclose(text, np.swapaxes(text, 1, 2), equal_nan=True)
     assert ds.attrs["variance"] == 0.9 and ds.attrs["crosslingual_sentences"] == 12
-    lines = (out / "similarity.csv").read_text().splitlines()
-    assert lines[0] == "model,measure,family,point,lang_a,lang_b,score"
+    table = pd.read_csv(out / "similarity.csv")
+    assert list(table.columns) == ["model", "model_b", "measure", "family", "point_a", "point_b", "lang_a", "lang_b",
+                                   "score", "adjusted", "null_mean", "null_std", "p_value", "boot_low", "boot_high"]
     # per measure: text 6 points x 6 pairs + speech 7 x 6 + text_speech 7 x 16 + crossmodal 7 x 4
-    assert len(lines) - 1 == 5 * (36 + 42 + 112 + 28)
-    assert len((out / "baseline.csv").read_text().splitlines()) - 1 == 5 * (6 + 7 + 7 + 7)
+    assert len(table) == 5 * (36 + 42 + 112 + 28)
+    assert table.groupby(["measure", "family"]).size()[("cka", "crossmodal")] == 28
+    row = table[(table.measure == "svcca") & (table.family == "text") & (table.point_a == "2")
+                & (table.lang_a == "eng") & (table.lang_b == "khm")]
+    assert len(row) == 1 and float(row.score.iloc[0]) == pytest.approx(
+        float(ds.text.sel(text_point="2", lang_a="eng", lang_b="khm")), abs=1e-8)
+    assert len(pd.read_csv(out / "baseline.csv")) == 5 * (6 + 7 + 7 + 7)
+    means = pd.read_csv(out / "means.csv")
+    assert set(means.family) == {"crossmodal", "text", "speech", "text_speech"}
+    assert (means.languages_low <= means["mean"] + 1e-12).all() and (means["mean"] <= means.languages_high + 1e-12).all()
     assert (out / "figures" / "fig2_crossmodal_cka_debiased.png").stat().st_size > 0
 
 
@@ -74,7 +84,7 @@ def test_similarity_equals_reference_on_stored_activations(debug_run):
     t = store.read(ShardKey("seamless", "text", "deu"), "3", cm)
     s = store.read(ShardKey("seamless", "speech", "deu"), "3", cm)
     assert float(ds.crossmodal.sel(pair="3", lang="deu")) == pytest.approx(reference_svcca(t, s), abs=1e-6)
-    base = ds.baseline_crossmodal.sel(pair="len").values
+    base = ds.crossmodal_baseline.sel(pair="len").values
     assert base.shape == (2,) and np.all((base > 0) & (base < 1))
 
 

@@ -25,7 +25,8 @@ examples:
 
 JOB is a YAML file, an output folder (its job.yaml), or the name of a bundled job (demo, paper); it defaults
 to demo. One command writes to an output folder at a time: a second is refused, naming the first.
-Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/.
+Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/,
+<out>/report/index.html (`crossrep report JOB`).
 """
 
 
@@ -87,6 +88,13 @@ def parser() -> argparse.ArgumentParser:
                        ("aggregate", "draw figures and tables from similarity.zarr")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", in this process.")
         _job_args(p)
+
+    p = sub.add_parser("report", help="write the study report <out>/report/index.html from findings.json",
+                       description="Write <out>/report/index.html: one self-contained HTML page (figures embedded, "
+                                   "no network needed) with a verdict per finding, model and measure, a section per "
+                                   "finding and the methods, from <out>/findings.json and <out>/figures/ (written by "
+                                   "the aggregate stage), in this process.")
+    _job_args(p)
 
     p = sub.add_parser("status", help="show each shard: complete, partial, failed or missing",
                        description="Show each shard's state, with its error and log where it failed. Exit status 0 "
@@ -218,6 +226,12 @@ def _dispatch(args) -> int:
 
         stage = reduce_stage if args.command == "reduce" else aggregate_stage
         print(stage(str(write_resolved(job))))
+        return 0
+    if args.command == "report":
+        from .analysis.report import report_stage
+        from .plan import write_resolved
+
+        print(report_stage(str(write_resolved(job))))
         return 0
     if args.command == "status":
         from .status import render

@@ -67,7 +67,7 @@ class SimilarityConfig:
     scheduler: str  # threads, local (distributed.LocalCluster), slurm (dask_jobqueue), cuda (dask_cuda)
     workers: int  # Dask threads, local processes, Slurm worker jobs
     families: tuple[str, ...]  # comparison families (see crossrep.families)
-    permutations: int  # K: permutation-null replicates per comparison (0: none)
+    permutations: int  # K: permutation-null replicates per comparison (at least 2: the null's spread)
     bootstrap: int  # B: sentence-bootstrap replicates (0: none)
 
 
@@ -352,7 +352,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         scheduler=s.choice("scheduler", ("threads", "local", "slurm", "cuda"), "threads"),
         workers=s.int("workers", 2, minimum=1),
         families=_families(s),
-        permutations=s.int("permutations", DEFAULT_PERMUTATIONS),
+        permutations=s.int("permutations", DEFAULT_PERMUTATIONS, minimum=2),
         bootstrap=s.int("bootstrap", DEFAULT_BOOTSTRAP),
     )
     s.done()

@@ -16,30 +16,147 @@ pairs are scored from the prepared forms.
 
 Gram-based measures prepare a unit vector per representation (its flattened, centred Gram matrix or kNN
 indicator), so a whole family of pairs is one matrix product.
+
+Each measure is one `Measure` class in the `REGISTRY`: `prepare` a representation once, `permute` a prepared
+form to the one of the same sentences in another order (the permutation null, without preparing again: for
+SVCCA and PWCCA a row permutation of the activations only permutes the rows of the left singular vectors; for
+the Gram-based measures it permutes the Gram matrix's rows and columns), `scores` many pairs at once.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from . import svcca
-from .svcca import array_module, pair_scores, reduce_svd
-
-MEASURES = ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
+from .svcca import Basis, array_module, pair_scores, reduce_svd
 
 
-def prepare(name: str, x, sim: dict):
-    """The prepared form of one (sentences x features) representation."""
-    if name == "svcca":
+class Measure(ABC):
+    """One similarity measure: prepare each representation once, then score any number of pairs."""
+
+    name: str
+
+    @abstractmethod
+    def prepare(self, x, sim: dict):
+        """The prepared form of one (sentences x features) representation; `sim` holds the job's similarity keys."""
+
+    @abstractmethod
+    def permute(self, rep, order):
+        """The prepared form of the same representation with its sentences (rows) taken in `order`."""
+
+    @abstractmethod
+    def scores(self, reps_a: list, reps_b: list, pairs: list[tuple[int, int]]) -> np.ndarray:
+        """Scores for `pairs` (i into reps_a, j into reps_b) in a (len(reps_a), len(reps_b)) array, NaN elsewhere."""
+
+
+REGISTRY: dict[str, Measure] = {}
+
+
+def register(cls):
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> Measure:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown measure {name!r} (known: {', '.join(REGISTRY)})") from None
+
+
+@register
+class SVCCA(Measure):
+    name = "svcca"
+
+    def prepare(self, x, sim):
         return svcca.prepare(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
-    if name == "pwcca":
+
+    def permute(self, rep: Basis, order):
+        rest = None if rep.complement is None else rep.complement[order]
+        return Basis(rep.vectors[order], rep.scale, rep.slack, rest)
+
+    def scores(self, reps_a, reps_b, pairs):
+        return pair_scores(reps_a, reps_b, pairs=pairs)
+
+
+@register
+class PWCCA(Measure):
+    name = "pwcca"
+
+    def prepare(self, x, sim):
         return reduce_svd(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
-    xp = array_module(x)
-    x = xp.asarray(x, dtype=xp.float64)
-    if not bool(xp.isfinite(x).all()):
-        raise ValueError("activations contain NaN or infinity")
-    n = x.shape[0]
-    if name == "mknn":
+
+    def permute(self, rep, order):
+        return rep[0][order], rep[1]
+
+    def scores(self, reps_a, reps_b, pairs):
+        return pwcca_scores(reps_a, reps_b, pairs)
+
+
+class GramMeasure(Measure):
+    """A measure that is the inner product of two prepared unit vectors, each a flattened n x n matrix."""
+
+    def prepare(self, x, sim):
+        xp = array_module(x)
+        x = xp.asarray(x, dtype=xp.float64)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError("activations contain NaN or infinity")
+        return self.matrix(x, sim)
+
+    @abstractmethod
+    def matrix(self, x, sim: dict):
+        """The flattened unit vector standing for `x` (finite float64)."""
+
+    def permute(self, rep, order):
+        n = int(round(np.sqrt(rep.shape[0])))
+        return rep.reshape(n, n)[order][:, order].ravel()
+
+    def scores(self, reps_a, reps_b, pairs):
+        xp = array_module(reps_a[0])
+        rows = sorted({i for i, _ in pairs})
+        cols = sorted({j for _, j in pairs})
+        prod = xp.stack([reps_a[i] for i in rows]) @ xp.stack([reps_b[j] for j in cols]).T
+        prod = prod.get() if xp is not np else prod
+        out = np.full((len(reps_a), len(reps_b)), np.nan)
+        r, c = {i: k for k, i in enumerate(rows)}, {j: k for k, j in enumerate(cols)}
+        for i, j in pairs:
+            out[i, j] = prod[r[i], c[j]]
+        return out
+
+
+def _unit(gram):
+    xp = array_module(gram)
+    norm = float(xp.linalg.norm(gram))
+    return gram.ravel() / norm if norm > 0 else gram.ravel()
+
+
+@register
+class CKA(GramMeasure):
+    name = "cka"
+
+    def matrix(self, x, sim):
+        x = x - x.mean(axis=0, keepdims=True)
+        return _unit(x @ x.T)
+
+
+@register
+class DebiasedCKA(GramMeasure):
+    name = "cka_debiased"
+
+    def matrix(self, x, sim):
+        x = x - x.mean(axis=0, keepdims=True)
+        return _unit(u_centre(x @ x.T))
+
+
+@register
+class MutualKNN(GramMeasure):
+    name = "mknn"
+
+    def matrix(self, x, sim):
+        xp = array_module(x)
+        n = x.shape[0]
         k = int(sim.get("knn", 10))
         if not 1 <= k < n:
             raise ValueError(f"similarity.knn must be between 1 and {n - 1} sentences, got {k}")
@@ -51,12 +168,19 @@ def prepare(name: str, x, sim: dict):
         vec = xp.zeros((n, n))
         vec[xp.arange(n)[:, None], order] = 1.0
         return vec.ravel() / np.sqrt(n * k)
-    x = x - x.mean(axis=0, keepdims=True)
-    gram = x @ x.T
-    if name == "cka_debiased":
-        gram = u_centre(gram)
-    norm = float(xp.linalg.norm(gram))
-    return gram.ravel() / norm if norm > 0 else gram.ravel()
+
+
+MEASURES = tuple(REGISTRY)
+
+
+def prepare(name: str, x, sim: dict):
+    """The prepared form of one (sentences x features) representation for measure `name`."""
+    return get(name).prepare(x, sim)
+
+
+def pair_matrix(name: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Scores for `pairs` (NaN elsewhere); `reps_b` None means pairs within `reps_a`."""
+    return get(name).scores(reps_a, reps_a if reps_b is None else reps_b, pairs)
 
 
 def u_centre(gram):
@@ -72,30 +196,12 @@ def u_centre(gram):
     return g
 
 
-def pair_matrix(name: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Scores for `pairs` (NaN elsewhere); `reps_b` None means pairs within `reps_a`."""
-    reps_b = reps_a if reps_b is None else reps_b
-    if name == "svcca":
-        return pair_scores(reps_a, reps_b, pairs=pairs)
-    if name == "pwcca":
-        return pwcca_scores(reps_a, reps_b, pairs)
-    xp = array_module(reps_a[0])
-    rows = sorted({i for i, _ in pairs})
-    cols = sorted({j for _, j in pairs})
-    prod = xp.stack([reps_a[i] for i in rows]) @ xp.stack([reps_b[j] for j in cols]).T
-    prod = prod.get() if xp is not np else prod
-    out = np.full((len(reps_a), len(reps_b)), np.nan)
-    r, c = {i: k for k, i in enumerate(rows)}, {j: k for k, j in enumerate(cols)}
-    for i, j in pairs:
-        out[i, j] = prod[r[i], c[j]]
-    return out
-
-
 def pwcca_scores(reps_a: list, reps_b: list, pairs: list[tuple[int, int]], batch: int = 128) -> np.ndarray:
     """PWCCA for `pairs` of (basis, singular values) from `reduce_svd`; batched eigen-solves of M M^T with
     M = Bx^T By, x the side with fewer directions. Padded rows get eigenvalue -1, below every real one."""
     xp = array_module(reps_a[0][0])
     out = np.full((len(reps_a), len(reps_b)), np.nan)
+    pairs = sorted(pairs, key=lambda p: sorted((reps_a[p[0]][0].shape[1], reps_b[p[1]][0].shape[1])))
     for start in range(0, len(pairs), batch):
         chunk = []
         for i, j in pairs[start:start + batch]:

@@ -1,10 +1,14 @@
-"""The reduction stage: SVCCA for every language pair and point, in parallel with Dask, into similarity.zarr.
+"""The reduction stage: every comparison family of every measure, in parallel with Dask, into similarity.zarr.
 
-Families, per model and point: `text` and `speech` (cross-lingual, every pair of languages, on the first M
-shared sentence ids), `text_speech` (text of one language against speech of every language, diagonal included,
-on the same M ids) and `crossmodal` (text against speech of one language on its first N ids). Each family has
-a random-vector baseline of the same sizes. Results go to `<out>/similarity.zarr` (one xarray Dataset per model
-group) and `<out>/similarity.csv`, `<out>/baseline.csv`.
+The families (crossrep.families) say which representations are compared; each block of a family becomes Dask
+tasks: each representation is read and prepared once per measure (and once per sentence-bootstrap replicate),
+pairs are scored in chunks. Beside each score: the random-vector baseline of the block's sizes, a permutation
+null (the measure with one side's sentence order shuffled, `similarity.permutations` times, from the prepared
+forms), the chance-adjusted score (score - null mean) / (1 - null mean), an add-one p-value, and
+`similarity.bootstrap` sentence-bootstrap replicates (one resample of sentence positions per replicate, used
+on both sides of every pair of every family). Means over languages get percentile intervals from the sentence
+bootstrap and from a bootstrap over languages. Results go to `<out>/similarity.zarr` (one xarray Dataset per
+model group) and the tables `<out>/similarity.csv`, `<out>/baseline.csv`.
 """
 
 from __future__ import annotations
@@ -16,19 +20,21 @@ from pathlib import Path
 
 import dask
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from threadpoolctl import threadpool_limits
 
+from . import families, measures, stats
 from . import languages as langs
 from .config import Job
 from .errors import StoreError
+from .families import Block, Layout, Rep
 from .plan import shards as all_shards
 from .store import ActivationStore, ShardKey
-from . import measures
 
 FILENAME = "similarity.zarr"
-FAMILIES = ("text", "speech", "text_speech", "crossmodal")
+LEVEL = 0.95  # the intervals' coverage
 
 
 def check_complete(job: Job, store: ActivationStore) -> None:
@@ -57,15 +63,19 @@ def array_backend(name: str):
     return np
 
 
-def prepared(out: str, model: str, sim: dict, measure: str, modality: str, lang: str, point: str,
-             ids: list[int]):
+def prepared(out: str, sim: dict, measure: str, rep: Rep, boot: int | None):
     """One Dask task: a representation read lazily from the store and prepared for a measure (for SVCCA its
-    reduced basis), once for every pair it is in. BLAS runs one thread per task: Dask's workers are the
-    parallelism, and the small matrix products of the reduction run faster unthreaded."""
+    reduced basis), once for every pair it is in; `boot` b: on the b-th sentence-bootstrap resample. BLAS runs
+    one thread per task: Dask's workers are the parallelism, and the small products run faster unthreaded."""
     with threadpool_limits(limits=1):
         xp = array_backend(sim["backend"])
-        x = xp.asarray(_open(out).read(ShardKey(model, modality, lang), point, ids))
-        return measures.prepare(measure, x, sim)
+        x = _open(out).read(ShardKey(rep.model, rep.modality, rep.lang), rep.point, list(rep.ids))
+        if boot is not None:
+            x = x[stats.resample(sim["seed"], len(rep.ids), boot)]
+        try:
+            return measures.get(measure).prepare(xp.asarray(x), sim)
+        except ValueError as exc:
+            raise StoreError(f"{rep.model}/{rep.modality}/{rep.lang} point {rep.point}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -74,19 +84,51 @@ def _open(out: str) -> ActivationStore:
     return ActivationStore(Path(out))
 
 
-def scores(measure: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """One Dask task: a measure for a chunk of pairs (NaN elsewhere)."""
+def scores(sim: dict, measure: str, name: str, reps_a: list, reps_b: list | None, pairs: list,
+           permutations: int) -> np.ndarray:
+    """One Dask task: a measure for a chunk of pairs, and its permutation null: (1 + K, len(a), len(b)), NaN
+    outside `pairs`; [0] the scores, [1 + k] with the b side's sentences in the k-th order of `name`'s null."""
+    m = measures.get(measure)
+    reps_b = reps_a if reps_b is None else reps_b
     with threadpool_limits(limits=1):
-        return measures.pair_matrix(measure, reps_a, reps_b, pairs)
+        out = [m.scores(reps_a, reps_b, pairs)]
+        cols = sorted({j for _, j in pairs})
+        n = _rows(reps_a[0])
+        for k in range(permutations):
+            order = stats.permutation(sim["seed"], name, n, k)
+            shuffled = list(reps_b)
+            for j in cols:
+                shuffled[j] = m.permute(reps_b[j], _like(reps_b[j], order))
+            out.append(m.scores(reps_a, shuffled, pairs))
+    return np.stack(out)
 
 
-def assemble(parts: list[np.ndarray], symmetric: bool, diagonal: bool) -> np.ndarray:
-    """The family's matrix (or, for cross-modal, its diagonal) from the chunks' results."""
+def _rows(rep) -> int:
+    """Sentences behind a prepared form (a Basis, a (basis, values) pair or a flattened n x n vector)."""
+    if hasattr(rep, "vectors"):
+        return rep.vectors.shape[0]
+    if isinstance(rep, tuple):
+        return rep[0].shape[0]
+    return int(round(np.sqrt(rep.shape[0])))
+
+
+def _like(rep, order: np.ndarray):
+    """`order` on the prepared form's array module (numpy or cupy)."""
+    from .svcca import array_module
+
+    arr = rep.vectors if hasattr(rep, "vectors") else (rep[0] if isinstance(rep, tuple) else rep)
+    return array_module(arr).asarray(order)
+
+
+def assemble(parts: list[np.ndarray], block: Block) -> np.ndarray:
+    """A block's (1 + K) or (B,) stack of matrices (or their diagonals) from its chunks' results."""
     out = np.fmax.reduce(np.stack(parts), axis=0)
-    if symmetric:
-        upper = np.triu_indices(out.shape[0], 1)
-        out[upper[1], upper[0]] = out[upper]
-    return np.diag(out).copy() if diagonal else out
+    if block.b is None:
+        upper = np.triu_indices(out.shape[-1], 1)
+        out[..., upper[1], upper[0]] = out[(...,) + upper]
+    if block.diagonal:
+        return np.diagonal(out, axis1=-2, axis2=-1).copy()
+    return out
 
 
 def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
@@ -95,105 +137,133 @@ def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: i
         return measures.random_baseline(measure, n, width_a, width_b, sim["baseline_repeats"], seed, sim)
 
 
-PAIRS_PER_TASK = 128  # a family's pairs are split into tasks of this size, for load balance
+PAIRS_PER_TASK = 128  # a block's pairs are split into tasks of this size, for load balance
+
+
+def _tasks(job: Job, lays: list[Layout], widths: dict) -> dict:
+    """The Dask graph: per measure and variable, per block: scores with null, bootstrap replicates, baseline."""
+    d = dask.delayed(pure=True)
+    sim = vars(job.similarity)
+    out = str(job.out)
+    cache: dict = {}
+
+    def reps(measure, block_reps, boot):
+        if block_reps is None:
+            return None
+        keys = [(measure, rep, boot) for rep in block_reps]
+        for key in keys:
+            if key not in cache:
+                cache[key] = d(prepared)(out, sim, *key)
+        return [cache[key] for key in keys]
+
+    def block_tasks(measure, name, block, boot, permutations):
+        a, b = reps(measure, block.a, boot), reps(measure, block.b, boot)
+        parts = [d(scores)(sim, measure, name, a, b, list(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
+                 for c in range(0, len(block.pairs), PAIRS_PER_TASK)]
+        return d(assemble)(parts, block)
+
+    graph = {}
+    for me in job.similarity.measures:
+        for lay in lays:
+            entry = {"main": [block_tasks(me, lay.name, blk, None, job.similarity.permutations)
+                              for blk in lay.blocks],
+                     "boot": [[block_tasks(me, lay.name, blk, b, 0) for b in range(job.similarity.bootstrap)]
+                              for blk in lay.blocks]}
+            if lay.baseline:
+                entry["baseline"] = [
+                    d(baseline)(sim, me, f"{blk.a[0].model}/{lay.name}/{i}", blk.sentences,
+                                widths[blk.a[0].model, blk.a[0].modality, blk.a[0].point],
+                                widths[(blk.b or blk.a)[0].model, (blk.b or blk.a)[0].modality,
+                                       (blk.b or blk.a)[0].point])
+                    for i, blk in enumerate(lay.blocks)]
+            graph[me, lay.name] = entry
+    return graph
 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset."""
     _open.cache_clear()  # a store opened by an earlier reduction in this process may have been remade since
+    names = [m.name for m in job.models]
     plan = store.model(model)
-    sim = vars(job.similarity)
-    out = str(job.out)
-    languages = list(plan.languages)
-    cl_ids, cm_ids = list(plan.crosslingual_ids), {k: list(v) for k, v in plan.crossmodal_ids.items()}
-    tp = [vars(p) for p in plan.points["text"]]
-    sp = [vars(p) for p in plan.points["speech"]]
-    width = {("text", p["name"]): p["width"] for p in tp} | {("speech", p["name"]): p["width"] for p in sp}
-    pairs = [list(p) for p in plan.pairs]
-    m, n = len(cl_ids), len(next(iter(cm_ids.values())))
-    d = dask.delayed(pure=True)
-    cache: dict = {}
-    count = len(languages)
-    upper = [(i, j) for i in range(count) for j in range(i + 1, count)]
-    full = [(i, j) for i in range(count) for j in range(count)]
-    diag = [(i, i) for i in range(count)]
-    shared, own = (lambda lang: cl_ids), (lambda lang: cm_ids[lang])
-
-    def reps(measure, modality, point, ids_of):
-        keys = [(measure, modality, lang, point, tuple(ids_of(lang))) for lang in languages]
-        for key in keys:
-            if key not in cache:
-                cache[key] = d(prepared)(out, model, sim, *key[:4], list(key[4]))
-        return [cache[key] for key in keys]
-
-    def family(measure, a, b, pairs_of, symmetric=False, diagonal=False):
-        parts = [d(scores)(measure, a, b, pairs_of[c:c + PAIRS_PER_TASK])
-                 for c in range(0, len(pairs_of), PAIRS_PER_TASK)]
-        return d(assemble)(parts, symmetric, diagonal)
-
-    def tasks_for(me):
-        return {
-            "text": [family(me, reps(me, "text", p["name"], shared), None, upper, symmetric=True) for p in tp],
-            "speech": [family(me, reps(me, "speech", p["name"], shared), None, upper, symmetric=True) for p in sp],
-            "text_speech": [family(me, reps(me, "text", t, shared), reps(me, "speech", s, shared), full)
-                            for _, t, s in pairs],
-            "crossmodal": [family(me, reps(me, "text", t, own), reps(me, "speech", s, own), diag, diagonal=True)
-                           for _, t, s in pairs],
-            "baseline_text": [d(baseline)(sim, me, f"{model}/text/{p['name']}", m, p["width"], p["width"])
-                              for p in tp],
-            "baseline_speech": [d(baseline)(sim, me, f"{model}/speech/{p['name']}", m, p["width"], p["width"])
-                                for p in sp],
-            "baseline_text_speech": [d(baseline)(sim, me, f"{model}/text_speech/{lbl}", m, width["text", t],
-                                                 width["speech", s]) for lbl, t, s in pairs],
-            "baseline_crossmodal": [d(baseline)(sim, me, f"{model}/crossmodal/{lbl}", n, width["text", t],
-                                                width["speech", s]) for lbl, t, s in pairs],
-        }
-
-    names = job.similarity.measures
-    results = compute({me: tasks_for(me) for me in names}, job)
-    shapes = {"text": (len(tp), count, count), "speech": (len(sp), count, count),
-              "text_speech": (len(pairs), count, count), "crossmodal": (len(pairs), count),
-              "baseline_text": (len(tp), -1), "baseline_speech": (len(sp), -1),
-              "baseline_text_speech": (len(pairs), -1), "baseline_crossmodal": (len(pairs), -1)}
-    stack = {k: np.stack([np.asarray(results[me][k]).reshape(shape) for me in names]) for k, shape in shapes.items()}
-    lang_info = [langs.get(code) for code in languages]
-    ds = xr.Dataset(
-        {
-            "text": (("measure", "text_point", "lang_a", "lang_b"), stack["text"]),
-            "speech": (("measure", "speech_point", "lang_a", "lang_b"), stack["speech"]),
-            "text_speech": (("measure", "pair", "lang_a", "lang_b"), stack["text_speech"]),
-            "crossmodal": (("measure", "pair", "lang"), stack["crossmodal"]),
-            "baseline_text": (("measure", "text_point", "repeat"), stack["baseline_text"]),
-            "baseline_speech": (("measure", "speech_point", "repeat"), stack["baseline_speech"]),
-            "baseline_text_speech": (("measure", "pair", "repeat"), stack["baseline_text_speech"]),
-            "baseline_crossmodal": (("measure", "pair", "repeat"), stack["baseline_crossmodal"]),
-        },
-        coords={
-            "measure": _str(names),
-            "lang": _str(languages), "lang_a": _str(languages), "lang_b": _str(languages),
-            "level": ("lang", _str([x.level for x in lang_info])),
-            "family": ("lang", _str([x.family for x in lang_info])),
-            "text_point": _str([p["name"] for p in tp]), "text_depth": ("text_point", [p["depth"] for p in tp]),
-            "speech_point": _str([p["name"] for p in sp]),
-            "speech_depth": ("speech_point", [p["depth"] for p in sp]),
-            "pair": _str([lbl for lbl, _, _ in pairs]),
-            "pair_text_point": ("pair", _str([t for _, t, _ in pairs])),
-            "pair_speech_point": ("pair", _str([s for _, _, s in pairs])),
-            "pair_depth": ("pair", [next(p["depth"] for p in sp if p["name"] == s) for _, _, s in pairs]),
-            "repeat": np.arange(job.similarity.baseline_repeats),
-        },
-        attrs={
-            "model": model, "adapter": plan.adapter, "checkpoint": plan.checkpoint,
-            "options": plan.options,
-            "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
-            "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
-            "crosslingual_sentences": m, "crossmodal_sentences": n,
-            "description": "text/speech: cross-lingual similarity (lang_a vs lang_b, same modality, diagonal NaN); "
-                           "text_speech: text of lang_a vs speech of lang_b; crossmodal: text vs speech of one "
-                           "language; baseline_*: the measure on random normal arrays of the same sizes",
-        },
-    )
+    later = tuple(store.model(n) for n in names[names.index(model) + 1:])
+    lays = families.layouts(job.similarity.families, families.Context(plan, later))
+    widths = {(p.name, mod, pt.name): pt.width for p in (plan,) + later for mod, pts in p.points.items()
+              for pt in pts}
+    results = compute(_tasks(job, lays, widths), job)
+    measures_ = list(job.similarity.measures)
+    k, b = job.similarity.permutations, job.similarity.bootstrap
+    data, coords = {}, {"measure": _str(measures_)}
+    for lay in lays:
+        main = np.stack([np.stack([np.asarray(x) for x in results[me, lay.name]["main"]]) for me in measures_])
+        main = np.moveaxis(main, 2, 1)  # (measure, 1 + K, blocks, ...)
+        score, null = main[:, 0], np.moveaxis(main[:, 1:], 1, -1)  # null: (measure, blocks, ..., K)
+        dims = ("measure",) + lay.dims
+        with np.errstate(all="ignore"):
+            mu = null.mean(axis=-1)
+            data[lay.name] = (dims, score)
+            data[f"{lay.name}_null_mean"] = (dims, mu)
+            data[f"{lay.name}_null_std"] = (dims, null.std(axis=-1, ddof=1) if k > 1 else np.full_like(mu, np.nan))
+            data[f"{lay.name}_p"] = (dims, np.where(np.isfinite(score), stats.add_one_p(null, score, axis=-1),
+                                                    np.nan))
+            data[f"{lay.name}_adjusted"] = (dims, (score - mu) / (1.0 - mu))
+        if b:
+            boot = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name]["boot"]])
+                             for me in measures_])  # (measure, blocks, B, ...)
+            data[f"{lay.name}_boot"] = (("measure", "boot") + lay.dims, np.moveaxis(boot, 2, 1))
+        if lay.baseline:
+            base = np.stack([np.stack(results[me, lay.name]["baseline"]) for me in measures_])
+            data[f"{lay.name}_baseline"] = (("measure", lay.dims[0], "repeat"), base)
+        for name, value in lay.coords.items():
+            coords[name] = (value[0], _values(value[1])) if isinstance(value, tuple) else _values(value)
+    coords["repeat"] = np.arange(job.similarity.baseline_repeats)
+    if b:
+        coords["boot"] = np.arange(b)
+    coords["bound"] = _str(["low", "high"])
+    lang_info = {code: langs.get(code) for code in plan.languages}
+    coords["lang"] = _str(plan.languages)
+    coords["level"] = ("lang", _str([lang_info[c].level for c in plan.languages]))
+    coords["family"] = ("lang", _str([lang_info[c].family for c in plan.languages]))
+    ds = xr.Dataset(data, coords=coords)
+    _add_means(ds, lays, job)
+    ds.attrs.update({
+        "model": model, "adapter": plan.adapter, "checkpoint": plan.checkpoint, "options": plan.options,
+        "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
+        "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
+        "permutations": k, "bootstrap": b, "language_bootstrap": job.analysis.language_bootstrap,
+        "crosslingual_sentences": len(plan.crosslingual_ids),
+        "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
+        "layouts": {lay.name: {"family": lay.family, "dims": list(lay.dims), "language_dims": list(lay.language_dims),
+                               "columns": lay.columns, "symmetric": lay.symmetric, "model_b": lay.model_b,
+                               "description": lay.description} for lay in lays},
+        "description": "per variable V: V the score; V_null_mean, V_null_std, V_p the permutation null and the "
+                       "add-one p-value; V_adjusted (V - null mean) / (1 - null mean); V_boot sentence-bootstrap "
+                       "replicates; V_baseline the measure on random normal arrays of the block's sizes; V_mean "
+                       "the mean over languages with V_ci_sentences and V_ci_languages (95 % percentile "
+                       "intervals); see the attribute `layouts`",
+    })
     return ds
+
+
+def _add_means(ds: xr.Dataset, lays: list[Layout], job: Job) -> None:
+    """V_mean over each variable's language dims, with sentence- and language-bootstrap intervals."""
+    count, seed = job.analysis.language_bootstrap, job.analysis.seed
+    for lay in lays:
+        v = ds[lay.name]
+        mean = v.mean(lay.language_dims, skipna=True)
+        ds[f"{lay.name}_mean"] = mean
+        keep = [d for d in v.dims if d not in lay.language_dims]
+        if f"{lay.name}_boot" in ds:
+            boots = ds[f"{lay.name}_boot"].mean(lay.language_dims, skipna=True).transpose("boot", *keep).values
+            ds[f"{lay.name}_ci_sentences"] = (tuple(keep) + ("bound",), stats.interval(boots, LEVEL))
+        values = v.transpose(*keep, *lay.language_dims).values
+        draws = stats.language_indices(v.sizes[lay.language_dims[0]], count, seed, lay.name)
+        reps = stats.resampled_means(values, len(lay.language_dims) == 2, draws)
+        ds[f"{lay.name}_ci_languages"] = (tuple(keep) + ("bound",), stats.interval(reps, LEVEL))
+
+
+def _values(values) -> np.ndarray:
+    values = list(values)
+    return _str(values) if values and isinstance(values[0], str) else np.asarray(values)
 
 
 def compute(tasks, job: Job):
@@ -238,35 +308,62 @@ def run(job: Job) -> Path:
 
 
 def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
-    """similarity.csv (one row per score) and baseline.csv (mean and std of the random baselines)."""
-    rows, base = [], []
-    for model, full in datasets.items():
-        for measure in full.measure.values:
-            ds = full.sel(measure=measure)
-            for family, dim in (("text", "text_point"), ("speech", "speech_point"), ("text_speech", "pair"),
-                                ("crossmodal", "pair")):
-                for point in ds[dim].values:
-                    values = ds[family].sel({dim: point}).values
-                    if family == "crossmodal":
-                        rows += [(model, measure, family, point, a, a, v) for a, v in zip(ds.lang.values, values)]
-                    else:
-                        rows += [(model, measure, family, point, a, b, values[i, j])
-                                 for i, a in enumerate(ds.lang_a.values) for j, b in enumerate(ds.lang_b.values)
-                                 if family == "text_speech" or j > i]
-                    v = ds[f"baseline_{family}"].sel({dim: point}).values
-                    base.append((model, measure, family, point, v.mean(), v.std(ddof=1) if v.size > 1 else 0.0))
-    with open(out / "similarity.csv", "w", encoding="utf-8") as f:
-        f.write("model,measure,family,point,lang_a,lang_b,score\n")
-        f.writelines(f"{m},{me},{fam},{p},{a},{b},{v:.8f}\n" for m, me, fam, p, a, b, v in rows)
-    with open(out / "baseline.csv", "w", encoding="utf-8") as f:
-        f.write("model,measure,family,point,mean,std\n")
-        f.writelines(f"{m},{me},{fam},{p},{mu:.8f},{sd:.8f}\n" for m, me, fam, p, mu, sd in base)
+    """similarity.csv (one row per score: score, chance-adjusted score, null, p-value, bootstrap interval),
+    means.csv (means over languages with both intervals) and baseline.csv (the random baselines), every column
+    taken from the variables' layouts."""
+    rows, means, base = [], [], []
+    for model, ds in datasets.items():
+        for name, info in ds.attrs["layouts"].items():
+            rows.append(_score_rows(ds, model, name, info))
+            means.append(_mean_rows(ds, model, name))
+            if f"{name}_baseline" in ds:
+                b = ds[f"{name}_baseline"]
+                frame = xr.Dataset({"mean": b.mean("repeat"), "std": b.std("repeat", ddof=1 if b.sizes["repeat"] > 1
+                                                                               else 0)}).to_dataframe()
+                frame = frame.reset_index().rename(columns={b.dims[1]: "point"})
+                base.append(frame.assign(model=model, family=name)[["model", "measure", "family", "point", "mean",
+                                                                     "std"]])
+    pd.concat(rows).to_csv(out / "similarity.csv", index=False, float_format="%.8f")
+    pd.concat(means).to_csv(out / "means.csv", index=False, float_format="%.8f")
+    pd.concat(base).to_csv(out / "baseline.csv", index=False, float_format="%.8f")
+
+
+def _score_rows(ds: xr.Dataset, model: str, name: str, info: dict) -> pd.DataFrame:
+    parts = {"score": ds[name], "adjusted": ds[f"{name}_adjusted"], "null_mean": ds[f"{name}_null_mean"],
+             "null_std": ds[f"{name}_null_std"], "p_value": ds[f"{name}_p"]}
+    if f"{name}_boot" in ds:
+        ci = xr.DataArray(stats.interval(ds[f"{name}_boot"].transpose("boot", ...).values, LEVEL),
+                          dims=ds[name].dims + ("bound",))
+        parts |= {"boot_low": ci.isel(bound=0), "boot_high": ci.isel(bound=1)}
+    frame = xr.Dataset(parts).to_dataframe().reset_index()
+    dims = info["dims"]
+    if info["symmetric"]:
+        order = {v: i for i, v in enumerate(ds[dims[-2]].values)}
+        frame = frame[frame[dims[-2]].map(order) < frame[dims[-1]].map(order)]
+    frame = frame[np.isfinite(frame["score"])]
+    cols = {c: frame[src].values for c, src in info["columns"].items()}
+    keep = ["score", "adjusted", "null_mean", "null_std", "p_value"] + (["boot_low", "boot_high"]
+                                                                        if "boot_low" in frame else [])
+    return pd.DataFrame({"model": model, "model_b": info["model_b"] or model, "measure": frame["measure"].values,
+                         "family": name, **cols, **{k: frame[k].values for k in keep}})
+
+
+def _mean_rows(ds: xr.Dataset, model: str, name: str) -> pd.DataFrame:
+    parts = {"mean": ds[f"{name}_mean"]}
+    for source in ("sentences", "languages"):
+        if f"{name}_ci_{source}" in ds:
+            ci = ds[f"{name}_ci_{source}"]
+            parts |= {f"{source}_low": ci.isel(bound=0, drop=True), f"{source}_high": ci.isel(bound=1, drop=True)}
+    frame = xr.Dataset(parts).to_dataframe().reset_index()
+    return frame.assign(model=model, family=name)
 
 
 def similarity_settings(job: Job) -> dict:
     """What similarity.zarr was computed with: the job's similarity keys that change its numbers."""
-    keep = ("measures", "knn", "variance", "variance_mode", "epsilon", "baseline_repeats", "seed")
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(job.similarity).items() if k in keep}
+    keep = ("measures", "knn", "variance", "variance_mode", "epsilon", "baseline_repeats", "seed", "families",
+            "permutations", "bootstrap")
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(job.similarity).items() if k in keep}
+    return out | {"language_bootstrap": job.analysis.language_bootstrap, "analysis_seed": job.analysis.seed}
 
 
 def check_similarity(job: Job) -> None:

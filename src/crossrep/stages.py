@@ -16,8 +16,8 @@ def reduce_stage(job_file: str) -> str:
 
 
 def aggregate_stage(job_file: str) -> str:
-    from .analysis import figures
+    from .analysis import aggregate
 
     job = load_job(job_file)
     with folder_lock(job.out, f"crossrep aggregate {job.name}"):
-        return str(figures.run(job))
+        return str(aggregate.run(job))

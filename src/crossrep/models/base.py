@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,12 @@ class Adapter(ABC):
     @abstractmethod
     def spec(cls, checkpoint, options: dict) -> ModelSpec:
         """Points, pairs and languages from the (resolved) checkpoint's config, without loading weights."""
+
+    @classmethod
+    def text_tokenizer(cls, checkpoint, options: dict) -> Callable[[str], list[int]] | None:
+        """A function from a sentence to its token ids as the text path tokenises it (the sentence's pieces
+        only: no special tokens or language tags), for token-sharing analyses; None: no text tokenizer."""
+        return None
 
     @abstractmethod
     def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:

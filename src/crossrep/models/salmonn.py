@@ -517,6 +517,21 @@ class SalmonnAdapter(Adapter):
                          points={"text": tuple(common), "speech": tuple(speech)},
                          pairs=tuple(pairs), languages={"text": None, "speech": None})
 
+    @classmethod
+    def text_tokenizer(cls, checkpoint, options: dict | None = None):
+        """The transcript's ids as `Salmonn.states` marks them: the prompt part holding the transcript, encoded
+        alone, less the template's and prompt's own tokens (a lone "▁" before the transcript included)."""
+        opts = cls.check_options(options or {}, "options")
+        tokenizer = Tokenizer(_file(_mapping(checkpoint)["llm"], "tokenizer.model"))
+
+        def ids(text: str) -> list[int]:
+            parts = build_prompt(text, opts["prompt"], opts["template"])
+            side, first, last = parts.span
+            part, mask = tokenizer.encode(parts.left if side == "left" else parts.right, (first, last))
+            return [i for i, keep in zip(part, mask) if keep]
+
+        return ids
+
     @torch.inference_mode()
     def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
         if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):

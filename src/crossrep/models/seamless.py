@@ -32,16 +32,16 @@ def lang_token(code: str) -> str:
 
 class SeamlessM4Tv2Adapter(Adapter):
     def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32"):
-        from transformers import AutoTokenizer, SeamlessM4TFeatureExtractor, SeamlessM4Tv2Model
+        from transformers import SeamlessM4TFeatureExtractor, SeamlessM4Tv2Model
 
         self.device = pick_device(device)
         self.checkpoint = checkpoint
         try:
             model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=DTYPES[dtype])
-            self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
             self.features = SeamlessM4TFeatureExtractor.from_pretrained(checkpoint)
         except OSError as exc:
             raise load_error("SeamlessM4T v2", checkpoint, exc) from None
+        self.tokenizer = load_tokenizer(checkpoint)
         # Only the two encoders are analysed; the decoders, text-to-unit model and vocoder are dropped.
         self.text_encoder = model.text_encoder.to(self.device).eval()
         self.speech_encoder = model.speech_encoder.to(self.device).eval()
@@ -62,13 +62,13 @@ class SeamlessM4Tv2Adapter(Adapter):
 
     @classmethod
     def spec(cls, checkpoint: str, options: dict) -> ModelSpec:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         try:
             cfg = AutoConfig.from_pretrained(checkpoint)
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         except OSError as exc:
-            raise load_error("the SeamlessM4T v2 config or tokenizer", checkpoint, exc) from None
+            raise load_error("the SeamlessM4T v2 config", checkpoint, exc) from None
+        tokenizer = load_tokenizer(checkpoint)
         if cfg.model_type != "seamless_m4t_v2":
             raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not seamless_m4t_v2")
         width, n_text, n_speech = cfg.hidden_size, cfg.encoder_layers, cfg.speech_encoder_layers
@@ -89,6 +89,11 @@ class SeamlessM4Tv2Adapter(Adapter):
             pairs=tuple(pairs),
             languages={"text": frozenset(_lang_tokens(tokenizer)), "speech": None},
         )
+
+    @classmethod
+    def text_tokenizer(cls, checkpoint: str, options: dict):
+        tokenizer = load_tokenizer(checkpoint)  # the language token is a prefix only: the pieces do not depend on it
+        return lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # ------------------------------------------------------------------ forward
 
@@ -157,6 +162,16 @@ def _zero_padding(lengths: torch.Tensor):
         return ((hidden,) + tuple(args[1:]), kwargs) if args else (args, dict(kwargs, hidden_states=hidden))
 
     return hook
+
+
+def load_tokenizer(checkpoint: str):
+    """The checkpoint's text tokenizer (NLLB's SentencePiece model with the language tokens)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint)
+    except OSError as exc:
+        raise load_error("the SeamlessM4T v2 tokenizer", checkpoint, exc) from None
 
 
 def _lang_tokens(tokenizer) -> set[str]:

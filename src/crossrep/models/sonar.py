@@ -374,15 +374,10 @@ class SonarAdapter(Adapter):
     """`checkpoint`: {text: ref, tokenizer: ref, speech: {iso: ref, ...}} or `tiny`; refs as in models.files."""
 
     def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32"):
-        from transformers import NllbTokenizer
-
         from .files import local_file
 
         self.device, self.dtype, self.checkpoint = pick_device(device), DTYPES[dtype], checkpoint
-        try:
-            self.tokenizer = NllbTokenizer.from_pretrained(checkpoint["tokenizer"])
-        except OSError as exc:
-            raise load_error("the NLLB tokenizer for SONAR", checkpoint["tokenizer"], exc) from None
+        self.tokenizer = load_tokenizer(checkpoint)
         self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"))
         self.text.to(self.device, self.dtype)
         self._speech: tuple[str, SonarSpeechEncoder] | None = None
@@ -428,6 +423,11 @@ class SonarAdapter(Adapter):
         return ModelSpec(checkpoint=checkpoint, points=points, pairs=tuple(pairs),
                          languages={"text": None, "speech": frozenset(checkpoint["speech"])}, advice=advice)
 
+    @classmethod
+    def text_tokenizer(cls, checkpoint: dict, options: dict):
+        tokenizer = load_tokenizer(checkpoint)  # ids cut as `_text` cuts them, less the tag and </s>
+        return lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])[:TEXT_MAX_TOKENS - 2]
+
     @torch.inference_mode()
     def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
         if modality == "text":
@@ -467,6 +467,16 @@ class SonarAdapter(Adapter):
         for i, f in enumerate(feats):
             batch[i, :len(f)] = torch.from_numpy(f)
         return batch.to(self.device, self.dtype), lengths.to(self.device)
+
+
+def load_tokenizer(checkpoint: dict):
+    """The NLLB tokenizer at `checkpoint["tokenizer"]` (a transformers folder or hub id)."""
+    from transformers import NllbTokenizer
+
+    try:
+        return NllbTokenizer.from_pretrained(checkpoint["tokenizer"])
+    except OSError as exc:
+        raise load_error("the NLLB tokenizer for SONAR", checkpoint["tokenizer"], exc) from None
 
 
 # ---------------------------------------------------------------------- tiny random model

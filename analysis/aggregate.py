@@ -1,0 +1,116 @@
+"""The aggregate stage: figures, t-SNE, the token-sharing analysis, the six findings tested
+(`<out>/findings.json`, `<out>/findings.csv`) and the report (`<out>/report/index.html`)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+import crossrep
+from crossrep.config import Job
+from crossrep.plan import open_checked
+from crossrep.reduce import check_similarity, open_similarity
+
+from . import figures, findings, report, tokens, tsne
+
+
+def run(job: Job) -> Path:
+    """Draw into a scratch folder, then move into `<out>/figures/`, where figures of earlier jobs that this one
+    does not draw are removed (files that crossrep did not write are left alone); then findings and report."""
+    started = datetime.now(timezone.utc)
+    store = open_checked(job)
+    check_similarity(job)
+    target = job.out / "figures"
+    out = job.out / ".figures.partial"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    full = {m.name: open_similarity(job.out, m.name) for m in job.models}
+    a = job.analysis
+    _say("figures")
+    figures.draw(full, out, job.similarity.measures, a.language_bootstrap, a.seed)
+    _say("t-SNE")
+    tsne.run(job, out)
+    _say("token sharing")
+    sharing = {m.name: tokens.token_sharing(job, m.name) for m in job.models}
+    first = job.similarity.measures[0]
+    panels = []
+    for name, share in sharing.items():
+        if share is None:
+            continue
+        ds = full[name].sel(measure=first)
+        point = findings.input_text_point(ds)
+        if point is not None:
+            sim = ds.text.sel(text_point=point)
+            levels = dict(zip(map(str, ds.lang.values), map(str, ds.level.values)))
+            panels.append((name, share, sim, tokens.correlate(share, sim, levels, a.language_bootstrap, a.seed)))
+    if panels:
+        tokens.scatter(panels, out / "fig6_tokens", first)
+    _say("findings")
+    st = findings.Settings(a.alpha, a.language_bootstrap, a.seed)
+    results = []
+    for m in job.models:
+        results += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, st, sharing[m.name])
+    target.mkdir(exist_ok=True)
+    drawn = {f.name for f in out.iterdir()}
+    for old in target.glob("fig*_*.*"):
+        if old.name not in drawn and old.suffix in (".png", ".pdf", ".csv"):
+            old.unlink()
+    for old in target.glob("crosslayer_*.*"):
+        if old.name not in drawn:
+            old.unlink()
+    for name in drawn:
+        (out / name).replace(target / name)
+    out.rmdir()
+    record = _record(job, store, results, started, drawn)
+    _write_json(job.out / "findings.json", record)
+    pd.DataFrame(findings.as_dicts(results)).to_csv(job.out / "findings.csv", index=False, float_format="%.6g")
+    _say("report")
+    return report.run(job)
+
+
+def _say(what: str) -> None:
+    print(f"crossrep: aggregate: {what}", file=sys.stderr, flush=True)
+
+
+def _record(job: Job, store, results, started, drawn) -> dict:
+    sim, a = job.similarity, job.analysis
+    models = []
+    for m in job.models:
+        plan = store.model(m.name)
+        models.append({"name": m.name, "adapter": plan.adapter, "checkpoint": plan.checkpoint,
+                       "languages": list(plan.languages),
+                       "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
+                       "crosslingual_sentences": len(plan.crosslingual_ids),
+                       "points": {mod: [p.name for p in pts] for mod, pts in plan.points.items()}})
+    extra = [{"file": f, "caption": caption} for f, caption in (
+        ("fig4_tsne.png", "t-SNE of text and speech at a middle layer (colour: language family; marker: modality)"),
+        ("fig6_tokens.png", "token-sharing ratio against text similarity at the input embeddings"),
+        ("crosslayer_text_speech.png", "cross-layer: text point vs speech point, mean over languages"),
+        ("crosslayer_text.png", "cross-layer: text point vs text point, mean over languages"),
+        ("crosslayer_speech.png", "cross-layer: speech point vs speech point, mean over languages"),
+    ) if f in drawn]
+    return {
+        "crossrep_version": crossrep.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "job": job.name, "alpha": a.alpha, "language_bootstrap": a.language_bootstrap,
+        "permutations": sim.permutations, "bootstrap": sim.bootstrap, "seed": a.seed,
+        "findings": findings.describe(), "results": findings.as_dicts(results), "figures": extra,
+        "methods": {"models": models, "measures": list(sim.measures), "families": list(sim.families),
+                    "similarity": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(sim).items()},
+                    "analysis": {"alpha": a.alpha, "language_bootstrap": a.language_bootstrap, "seed": a.seed,
+                                 "tsne": {"points": dict(a.tsne.points), "seed": a.tsne.seed,
+                                          "perplexity": a.tsne.perplexity}},
+                    "seeds": {"data": job.data.seed, "similarity": sim.seed, "analysis": a.seed, "tsne": a.tsne.seed},
+                    "started": started.isoformat(timespec="seconds"),
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    }
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,208 @@
+"""The study report: one self-contained HTML page, `<out>/report/index.html`, from `<out>/findings.json` and the
+PNGs in `<out>/figures/` (embedded as data URIs, inline CSS, no script, nothing fetched), so that it opens from
+disk anywhere and can be mailed or archived as one file. Run with `crossrep report JOB`."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from crossrep.config import Job, load_job
+from crossrep.errors import StoreError
+from crossrep.lock import folder_lock
+
+DASH = "–"
+VERDICTS = {"holds": "v-holds", "does not hold": "v-fails", "inconclusive": "v-inconclusive",
+            "not applicable": "v-na"}
+IMAGES = {".png": ("image/png", b"\x89PNG\r\n\x1a\n"), ".jpg": ("image/jpeg", b"\xff\xd8"),
+          ".jpeg": ("image/jpeg", b"\xff\xd8"), ".gif": ("image/gif", b"GIF8"), ".svg": ("image/svg+xml", b"")}
+
+
+def num(x: Any) -> str:
+    """3 significant digits (1.2e-05 style when tiny or huge); ints as they are; None, NaN and inf as a dash."""
+    if x is None or isinstance(x, bool):
+        return DASH if x is None else str(x).lower()
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return DASH if not math.isfinite(x) else "0" if x == 0 else f"{x:.3g}"
+    text = str(x).strip()
+    return DASH if text.lower() in ("", "nan", "none", "null") else text
+
+
+def interval(low: Any, high: Any) -> str:
+    """`[low, high]`, or a dash where neither end is a number."""
+    lo, hi = num(low), num(high)
+    return DASH if lo == hi == DASH else f"[{lo}, {hi}]"
+
+
+def verdict_class(verdict: Any) -> str:
+    """The badge's CSS class: green holds, red does not hold, grey inconclusive, light not applicable."""
+    return VERDICTS.get(str(verdict or "").strip().lower(), "v-other")
+
+
+def flat(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A nested settings mapping as (dotted key, text) rows; lists are joined with commas."""
+    if isinstance(value, dict):
+        rows = []
+        for k, v in value.items():
+            rows += flat(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(value, (list, tuple)):
+        return [(prefix, ", ".join(num(v) for v in value) or DASH)]
+    return [(prefix, num(value))]
+
+
+def embed(figures_dir: Path, name: str, caption: str, alt: str) -> dict:
+    """A figure for the template: its data URI, or why it could not be embedded (the page says so, no error)."""
+    fig = {"file": name, "caption": caption, "alt": alt, "uri": None, "problem": ""}
+    path = Path(figures_dir) / name
+    kind = IMAGES.get(path.suffix.lower())
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        fig["problem"] = "its name points outside the figures folder"
+    elif kind is None:
+        fig["problem"] = f"{path.suffix or 'no suffix'} is not an image type the page can embed"
+    elif not path.is_file():
+        fig["problem"] = f"no such file in {figures_dir} (was the aggregate stage run in full?)"
+    else:
+        data = path.read_bytes()
+        if not data.startswith(kind[1]) or not data:
+            fig["problem"] = f"{path} is not a {kind[0]} file"
+        else:
+            fig["uri"] = f"data:{kind[0]};base64,{base64.b64encode(data).decode('ascii')}"
+    return fig
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    """The template environment: the package's templates/, autoescaped, undefined names an error."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("crossrep.analysis", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["verdict_class"] = verdict_class
+    return env
+
+
+def _order(names: list, extra) -> list[str]:
+    """`names` then any of `extra` not among them, first seen first, without repeats."""
+    out = [str(n) for n in names]
+    for n in extra:
+        if str(n) not in out:
+            out.append(str(n))
+    return out
+
+
+def render(findings: dict, figures_dir: Path) -> str:
+    """The report page (HTML text) for a findings.json mapping; figures are read from `figures_dir`."""
+    methods = findings.get("methods") or {}
+    results = findings.get("results") or []
+    model_info = [m for m in methods.get("models") or [] if isinstance(m, dict)]
+    models = _order([m.get("name", "") for m in model_info], (r.get("model", "") for r in results))
+    measures = _order(methods.get("measures") or [], (r.get("measure", "") for r in results))
+    described = {f.get("id"): f for f in findings.get("findings") or []}
+    for r in results:  # a result for a finding that is not described still shows up
+        described.setdefault(r.get("finding"), {"id": r.get("finding"), "title": "(not described)"})
+    ids = sorted(described, key=lambda i: (0, i) if isinstance(i, (int, float)) else (1, str(i)))
+
+    def row(r: dict) -> dict:
+        study = str(r.get("study") or "")
+        return {"model": num(r.get("model")), "measure": num(r.get("measure")), "value": num(r.get("value")),
+                "interval": interval(r.get("low"), r.get("high")), "p": num(r.get("p_value")),
+                "verdict": str(r.get("verdict") or ""), "study": study, "n": num(r.get("n")),
+                "detail": str(r.get("detail") or ""), "figure": r.get("figure") or "",
+                "study_note": f"study: {study}" if study else "study: model not in the study"}
+
+    def rank(r: dict) -> tuple:
+        return models.index(str(r.get("model", ""))), measures.index(str(r.get("measure", "")))
+
+    figs: dict[str, dict] = {}
+
+    def figure(name: str, caption: str, alt: str) -> dict:
+        """Embedded the first time; later mentions of the same file link to it (one copy, unique ids)."""
+        repeat = name in figs
+        if not repeat:
+            figs[name] = embed(figures_dir, name, caption, alt)
+        return dict(figs[name], repeat=repeat, caption=caption or figs[name]["caption"])
+
+    sections = []
+    for i in ids:
+        f = described[i]
+        mine = sorted((r for r in results if r.get("finding") == i), key=rank)
+        title = str(f.get("title") or "")
+        names = _order(f.get("figures") or [], (r["figure"] for r in mine if r.get("figure")))
+        shown = [figure(n, "", f"Finding {i}: {title} ({n})") for n in names]
+        sections.append({"id": i, "title": title, "claim": f.get("claim") or DASH,
+                         "statistic": f.get("statistic") or DASH, "test": f.get("test") or DASH,
+                         "results": [row(r) for r in mine], "figures": shown})
+    summary = [{"measure": measure, "rows": [
+        {"id": s["id"], "title": s["title"], "cells": [
+            [row(r) for r in results if r.get("finding") == s["id"] and str(r.get("model", "")) == model
+             and str(r.get("measure", "")) == measure] for model in models]} for s in sections]}
+        for measure in measures]
+    gallery = []
+    for g in findings.get("figures") or []:
+        g = g if isinstance(g, dict) else {"file": str(g)}
+        caption = str(g.get("caption") or "")
+        gallery.append(figure(str(g.get("file", "")), caption, caption or str(g.get("file", ""))))
+    method_models = []
+    for m in model_info:
+        checkpoint = m.get("checkpoint")
+        points = m.get("points") or {}
+        method_models.append({
+            "name": num(m.get("name")), "adapter": num(m.get("adapter")),
+            "checkpoint": flat(checkpoint) if isinstance(checkpoint, dict) else [("", num(checkpoint))],
+            "languages": [str(x) for x in m.get("languages") or []],
+            "n": num(m.get("crossmodal_sentences")), "m": num(m.get("crosslingual_sentences")),
+            "points": [(k, [str(p) for p in v]) for k, v in points.items()] if isinstance(points, dict) else
+            [("points", [str(p) for p in points])]})
+    page = {
+        "job": num(findings.get("job")), "version": num(findings.get("crossrep_version")),
+        "created": num(findings.get("created")), "alpha": num(findings.get("alpha")),
+        "language_bootstrap": num(findings.get("language_bootstrap")),
+        "permutations": num(findings.get("permutations")), "bootstrap": num(findings.get("bootstrap")),
+        "seed": num(findings.get("seed")), "models": models, "summary": summary, "findings": sections,
+        "gallery": gallery,
+        "methods": {"models": method_models, "measures": [str(x) for x in methods.get("measures") or []],
+                    "families": [str(x) for x in methods.get("families") or []],
+                    "seeds": flat(methods.get("seeds") or {}), "started": num(methods.get("started")),
+                    "finished": num(methods.get("finished")),
+                    "settings": [("Similarity", flat(methods.get("similarity") or {})),
+                                 ("Analysis", flat(methods.get("analysis") or {}))]}}
+    return environment().get_template("report.html.j2").render(**page)
+
+
+def run(job: Job) -> Path:
+    """Read `<out>/findings.json`, write `<out>/report/index.html` (a temp file in the same folder, then
+    os.replace, so a reader never sees half a page); return its path."""
+    source = job.out / "findings.json"
+    if not source.is_file():
+        raise StoreError(f"{source} not found: run the aggregate stage first (crossrep aggregate {job.name})")
+    try:
+        findings = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StoreError(f"{source}: unreadable ({exc}); run the aggregate stage again") from None
+    if not isinstance(findings, dict):
+        raise StoreError(f"{source}: expected a JSON object with findings and results; run the aggregate stage again")
+    html = render(findings, job.out / "figures")
+    target = job.out / "report" / "index.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def report_stage(job_file: str) -> str:
+    """The report as a stage of a resolved job file, under the output folder's lock (as stages.py's stages)."""
+    job = load_job(job_file)
+    with folder_lock(job.out, f"crossrep report {job.name}"):
+        return str(run(job))
