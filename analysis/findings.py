@@ -78,11 +78,12 @@ FINDINGS = (
             ("fig6_tokens.png",),
             {"salmonn": "holds"}),
     Finding(6, "The modality gap exceeds the language gap at the last layer",
-            "At the last layer, cross-modal similarity within a language is below the best cross-lingual text "
+            "At the last layer, cross-modal similarity within a language is below cross-lingual text "
             "similarity (SeamlessM4T, SALMONN); SONAR, trained to close both gaps, is the exception.",
-            "Per language at the deepest numbered layer compared across modalities: the best chance-adjusted "
-            "cross-lingual text score with another language minus the chance-adjusted cross-modal score; "
-            "averaged over languages.",
+            "Per language at the deepest numbered layer compared across modalities: its mean chance-adjusted "
+            "cross-lingual text score with the other languages minus its chance-adjusted cross-modal score; "
+            "averaged over languages (the mean, not the study's best, which exceeds a single score by chance "
+            "alone; the share of languages below their best is in the detail).",
             "Interval: language bootstrap. p: random sign flips of the per-language gaps.",
             ("fig5_last_layer.png",),
             {"seamless_m4t_v2": "holds", "sonar": "does not hold", "salmonn": "holds"}),
@@ -294,9 +295,11 @@ def finding6(ds: xr.Dataset, st: Settings) -> tuple:
         return (np.nan, np.nan, np.nan, np.nan, 0, "no numbered layer compared across modalities")
     t_point = str(ds.pair_text_point.sel(pair=pair).values)
     text = ds.text_adjusted.sel(text_point=t_point).values
-    best = np.nanmax(text, axis=1)
-    gap = best - ds.crossmodal_adjusted.sel(pair=pair).values
-    return _per_language_test(gap, st, "finding6") + (f"pair {pair}",)
+    cm = ds.crossmodal_adjusted.sel(pair=pair).values
+    gap = np.nanmean(text, axis=1) - cm
+    below = float(np.mean(cm < np.nanmax(text, axis=1)))
+    return _per_language_test(gap, st, "finding6") + (
+        f"pair {pair}; {below:.0%} of languages below their best cross-lingual text score",)
 
 
 def test_model(ds: xr.Dataset, model: str, adapter: str, st: Settings,
