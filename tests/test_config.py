@@ -120,3 +120,18 @@ def test_adapter_without_options_refuses_them(tmp_path):
                             "models.2.languages=[eng,deu]"])
     with pytest.raises(ConfigError, match=r"models\[0\].options.prompt: the SeamlessM4Tv2Adapter takes no options"):
         create_store(job, progress=False)
+
+
+def test_statistics_and_analysis_keys(make_job):
+    job = load_job(make_job(), ["similarity.families=[crossmodal, text, speech, text_speech, crosslayer]",
+                                "similarity.permutations=9", "analysis.tsne.points={seamless: '2'}"])
+    assert job.similarity.families[-1] == "crosslayer" and job.similarity.permutations == 9
+    assert job.analysis.tsne.points == {"seamless": "2"} and job.analysis.alpha == 0.05
+    for override, message in (("similarity.families=[text]", r"similarity.families: the study's families"),
+                              ("similarity.families=[crossmodal, text, speech, text_speech, layers]",
+                               r"similarity.families: expected a list of distinct families from .*crosslayer"),
+                              ("similarity.permutations=1", r"similarity.permutations: expected an integer >= 2"),
+                              ("analysis.tsne.points={sonar: '2'}", r"analysis.tsne.points.sonar: no model"),
+                              ("analysis.alhpa=0.1", r"analysis.alhpa: unknown key \(did you mean 'alpha'\?\)")):
+        with pytest.raises(ConfigError, match=message):
+            load_job(make_job(), [override])

@@ -129,3 +129,30 @@ def test_pwcca_of_a_constant_representation_is_zero():
     a = prepare("pwcca", np.ones((20, 5)), SIM)
     b = prepare("pwcca", rng.standard_normal((20, 5)), SIM)
     assert pair_matrix("pwcca", [a], [b], [(0, 0)])[0, 0] == 0.0
+
+
+@pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn"])
+def test_permuted_prepared_form_equals_preparing_the_permuted_rows(name):
+    """The permutation null permutes prepared forms; that must equal preparing the shuffled activations."""
+    from crossrep import measures
+
+    rng = np.random.default_rng(7)
+    sim = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular", "knn": 4}
+    x, y = rng.standard_normal((80, 12)), rng.standard_normal((80, 50))
+    y[:, :6] += 2 * x[:, :6]
+    m = measures.get(name)
+    order = rng.permutation(80)
+    rx, ry = m.prepare(x, sim), m.prepare(y, sim)
+    direct = m.scores([rx], [m.prepare(y[order], sim)], [(0, 0)])[0, 0]
+    permuted = m.scores([rx], [m.permute(ry, order)], [(0, 0)])[0, 0]
+    unshuffled = m.scores([rx], [ry], [(0, 0)])[0, 0]
+    assert permuted == pytest.approx(direct, abs=1e-7)  # two SVDs of the same data, in other row orders
+    assert abs(unshuffled - permuted) > 0.05  # the shuffle breaks the planted relation
+
+
+def test_registry_names_every_measure_once():
+    from crossrep import measures
+
+    assert measures.MEASURES == ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
+    with pytest.raises(ValueError, match="unknown measure 'cca'.*svcca"):
+        measures.get("cca")

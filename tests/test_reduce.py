@@ -71,3 +71,37 @@ def test_reduce_writes_zarr_and_csv_readable_with_xarray(extracted):
     assert not (job.out / "similarity.zarr.partial").exists()
     assert (job.out / "similarity.csv").read_text().startswith(
         "model,model_b,measure,family,point_a,point_b,lang_a,lang_b,score,adjusted,null_mean,null_std,p_value,")
+
+
+def test_crosslayer_and_crossmodel_families(tmp_path, demo_root, tiny):
+    """Cross-layer scores equal pair-by-pair SVCCA on the stored activations; a model against an identical copy
+    of itself scores 1 at every equal point (the cross-model family)."""
+    import yaml
+
+    from conftest import job_dict
+
+    spec = job_dict(tmp_path / "out", demo_root, tiny, **{"data.languages": ["eng", "khm"]})
+    spec["models"].append(dict(spec["models"][0], name="copy"))
+    spec["similarity"].update(families=["crossmodal", "text", "speech", "text_speech", "crosslayer", "crossmodel"])
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    job = load_job(path)
+    create_store(job, progress=False)
+    run_all(job, progress=False)
+    store = ActivationStore(job.out)
+    ds = model_dataset(job, store, "seamless").sel(measure="svcca")
+    cm = list(store.model("seamless").crossmodal_ids["khm"])
+    t2 = store.read(ShardKey("seamless", "text", "khm"), "2", cm)
+    t4 = store.read(ShardKey("seamless", "text", "khm"), "4", cm)
+    s3 = store.read(ShardKey("seamless", "speech", "khm"), "3", cm)
+    xl = ds.crosslayer_text.sel(lang="khm")
+    assert float(xl.sel(text_point="2", text_point_b="4")) == pytest.approx(reference_svcca(t2, t4), abs=1e-6)
+    assert float(xl.sel(text_point="4", text_point_b="2")) == float(xl.sel(text_point="2", text_point_b="4"))
+    assert float(ds.crosslayer_text_speech.sel(lang="khm", text_point="2", speech_point="3")) == pytest.approx(
+        reference_svcca(t2, s3), abs=1e-6)
+    same = ds.crossmodel_speech__copy.sel(lang_copy="eng")
+    diagonal = [float(same.sel(speech_point=p, copy_speech_point=p)) for p in ds.speech_point.values]
+    assert np.allclose(diagonal, 1.0, atol=1e-6)
+    assert float(ds.crossmodel_speech__copy_null_mean.sel(lang_copy="eng", speech_point="2",
+                                                          copy_speech_point="2")) < 0.99
+    assert "crossmodel_text__seamless" not in model_dataset(job, store, "copy")  # each pair of models once

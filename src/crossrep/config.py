@@ -373,8 +373,8 @@ def parse_job(raw: dict, source: str = "") -> Job:
     return Job(name, out, data, models, extract, similarity, executor, analysis, source)
 
 
-DEFAULT_PERMUTATIONS = 10
-DEFAULT_BOOTSTRAP = 10
+DEFAULT_PERMUTATIONS = 4
+DEFAULT_BOOTSTRAP = 1
 
 
 def _families(s: Section) -> tuple[str, ...]:
