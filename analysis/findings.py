@@ -23,6 +23,8 @@ import xarray as xr
 
 from crossrep import stats
 
+from . import tokens
+
 LEVELS = ("high", "medium", "low")
 
 
@@ -259,34 +261,25 @@ def finding5(ds: xr.Dataset, st: Settings, sharing: xr.DataArray | None) -> tupl
     point = input_text_point(ds)
     if sharing is None or point is None:
         return (np.nan, np.nan, np.nan, np.nan, 0, "no text tokenizer or no input-embedding point")
-    sim = ds.text_adjusted.sel(text_point=point)
     langs = [str(x) for x in ds.lang_a.values]
-    s = sharing.sel(lang_a=langs, lang_b=langs).values
-    y = sim.values
-    iu = np.triu_indices(len(langs), 1)
+    sim = ds.text_adjusted.sel(text_point=point)
+    levels = dict(zip(langs, strs(ds.level)))
+    result = tokens.correlate(sharing, sim, levels, st.count, st.seed)
+    s, y = sharing.sel(lang_a=langs, lang_b=langs).values, sim.values
 
-    def r_of(a, b, idx=None):
-        if idx is not None:
-            a, b = a[np.ix_(idx, idx)], b[np.ix_(idx, idx)]
-            keep = idx[:, None] != idx[None, :]
-            x, z = a[keep], b[keep]
-        else:
-            x, z = a[iu], b[iu]
+    def r_of(idx):
+        keep = idx[:, None] < idx[None, :]  # each pair of distinct languages once
+        x, z = s[np.ix_(idx, idx)][keep], y[np.ix_(idx, idx)][keep]
         ok = np.isfinite(x) & np.isfinite(z)
-        if ok.sum() < 3 or np.std(x[ok]) == 0 or np.std(z[ok]) == 0:
+        if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(z[ok]) == 0:
             return np.nan
         return float(np.corrcoef(x[ok], z[ok])[0, 1])
 
-    value = r_of(s, y)
     draws = stats.language_indices(len(langs), st.count, st.seed, "finding5")
-    low, high = stats.interval(np.array([r_of(s, y, idx) for idx in draws]))
-    g = stats.rng(st.seed, "mantel", len(langs))
-    null = []
-    for _ in range(st.count):
-        perm = g.permutation(len(langs))
-        null.append(r_of(s[np.ix_(perm, perm)], y))
-    p = float(stats.add_one_p(np.array(null), value)) if np.isfinite(value) else np.nan
-    return value, float(low), float(high), p, len(iu[0]), f"text point {point}"
+    low, high = stats.interval(np.array([r_of(idx) for idx in draws]))
+    return (result["pearson_r"], float(low), float(high), result["mantel_p"], result["n_pairs"],
+            f"text point {point}; Spearman rho {result['spearman_rho']:.3f}, partial r (resource levels removed) "
+            f"{result['partial_r']:.3f}")
 
 
 def finding6(ds: xr.Dataset, st: Settings) -> tuple:

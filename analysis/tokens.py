@@ -94,6 +94,10 @@ def correlate(sharing: xr.DataArray, similarity: xr.DataArray, levels: dict[str,
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = len(x)
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        nan = float("nan")
+        return {"pearson_r": nan, "pearson_p": nan, "spearman_rho": nan, "spearman_p": nan, "partial_r": nan,
+                "partial_p": nan, "partial_df": 0, "mantel_p": nan, "permutations": permutations, "n_pairs": n}
     pearson, spearman = stats.pearsonr(x, y), stats.spearmanr(x, y)
     code = np.array([LEVEL_CODES[levels[lang]] for lang in langs], dtype=np.float64)
     la, lb = code[iu[0]][ok], code[iu[1]][ok]

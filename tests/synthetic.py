@@ -52,9 +52,11 @@ def plant(out, scenario, seed=0) -> None:
 
 
 def planted(lang, level, modality, point):
-    """Every finding of the study: speech aligns more with depth, less for low-resource languages, gains at
+    """Every finding of the study: token sharing goes with text similarity at the input embeddings; speech aligns more with depth, less for low-resource languages, gains at
     the length adaptor for high-resource ones only; text is more aligned than speech throughout."""
-    if modality == "text":
+    if modality == "text":  # at the input embeddings, scripts that share tokens (Latin) share the meaning more
+        if point.kind == "input":
+            return (0.7 if langs.get(lang).script == "Latn" else 0.1), 0.0
         return 0.7, 0.0
     base = 0.3 if level in ("high", "medium") else 0.0
     depth = min(point.depth, 4.0)

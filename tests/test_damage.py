@@ -16,6 +16,7 @@ import yaml
 
 from conftest import job_dict
 from crossrep.config import load_job
+from crossrep.store import LAYOUT
 from crossrep.launch import launcher
 from helpers import tree_bytes
 
@@ -155,5 +156,5 @@ def test_old_layout_is_refused_untouched(copy):
     before = tree_bytes(out / "activations.zarr")
     proc = crossrep("run", path)
     assert proc.returncode == 2
-    assert "store layout 1, written by another crossrep version; this one reads layout 2" in proc.stderr
+    assert f"store layout 1, written by another crossrep version; this one reads layout {LAYOUT}" in proc.stderr
     assert tree_bytes(out / "activations.zarr") == before

@@ -29,7 +29,7 @@ def test_named_files_exist():
 
 def test_listed_commands_exist():
     sub = next(a for a in parser()._actions if a.dest == "command")
-    for name in re.findall(r"`(run|resume|plan|extract|reduce|aggregate|status|prefetch|demo-data)[ `]", README):
+    for name in re.findall(r"`(run|resume|plan|extract|reduce|aggregate|report|status|prefetch|demo-data)[ `]", README):
         assert name in sub.choices
 
 
@@ -39,7 +39,8 @@ def test_job_keys_in_the_table_are_config_fields():
     from crossrep import config
 
     sections = {"data": config.DataConfig, "models[i]": config.ModelConfig, "extract": config.ExtractConfig,
-                "similarity": config.SimilarityConfig, "executor": config.ExecutorConfig}
+                "similarity": config.SimilarityConfig, "executor": config.ExecutorConfig,
+                "analysis": config.AnalysisConfig}
     top = {f.name for f in fields(config.Job)}
     table = README.split("## Job specs")[1].split("## Data")[0]
     checked = 0
