@@ -102,15 +102,14 @@ def main() -> None:
     args = ap.parse_args()
     print(f"one point, {L} languages, M={M}, N={N}, SVCCA, K={args.permutations} permutations, "
           f"B={args.bootstrap} bootstrap replicates, {args.workers} workers")
-    print(f"{'width':>6} {'prepare s':>10} {'pairs s':>8} {'plain s':>8} {'null s':>8} {'boot s':>8} "
-          f"{'stats/plain':>11} {'17 points: plain min':>21} {'+ stats min':>11}")
+    print(f"{'width':>6} {'prepare s':>10} {'pairs s':>8} {'plain s':>8} {'null s':>8} {'null/plain':>10} "
+          f"{'1 boot s':>9} {'1 boot/plain':>12} {'17 points: plain min':>21} {'null min':>9}")
     for width in args.width:
         r = run(width, args.permutations, args.bootstrap, args.workers)
-        extra = r["null"] + r["bootstrap"]
+        boot = r["bootstrap"] / args.bootstrap if args.bootstrap else float("nan")
         print(f"{width:>6} {r['prepare']:>10.2f} {r['pairs']:>8.2f} {r['plain']:>8.2f} {r['null']:>8.2f} "
-              f"{r['bootstrap']:>8.2f} {extra / r['plain']:>11.2f} {POINTS * r['plain'] / 60:>21.1f} "
-              f"{POINTS * extra / 60:>11.1f}")
-
+              f"{r['null'] / r['plain']:>10.2f} {boot:>9.2f} {boot / r['plain']:>12.2f} "
+              f"{POINTS * r['plain'] / 60:>21.1f} {POINTS * r['null'] / 60:>9.1f}")
 
 if __name__ == "__main__":
     main()

@@ -131,6 +131,7 @@ def test_statistics_and_analysis_keys(make_job):
                               ("similarity.families=[crossmodal, text, speech, text_speech, layers]",
                                r"similarity.families: expected a list of distinct families from .*crosslayer"),
                               ("similarity.permutations=1", r"similarity.permutations: expected an integer >= 2"),
+                              ("similarity.bootstrap=1", r"similarity.bootstrap: 1 replicate gives no interval"),
                               ("analysis.tsne.points={sonar: '2'}", r"analysis.tsne.points.sonar: no model"),
                               ("analysis.alhpa=0.1", r"analysis.alhpa: unknown key \(did you mean 'alpha'\?\)")):
         with pytest.raises(ConfigError, match=message):

@@ -146,3 +146,14 @@ def test_languages_without_a_speech_encoder_are_refused_naming_the_set(tiny_sona
     path = make_job("sonar", **{"models.0.adapter": "sonar", "models.0.checkpoint": "tiny"})
     with pytest.raises(ModelError, match=r"no speech support for khm.*`languages: paper-sonar`"):
         create_store(load_job(path), progress=False)
+
+
+def test_a_tokenizer_smaller_than_the_embedding_table_is_refused(tiny_sonar):
+    """An uncached NLLB hub id offline loads as a stub tokenizer; extraction must not run on it."""
+    from crossrep.errors import ModelError
+    from crossrep.models.sonar import check_vocabulary, load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_sonar)
+    check_vocabulary(tokenizer, len(tokenizer), tiny_sonar)  # the tiny model's own table: accepted
+    with pytest.raises(ModelError, match=r"has \d+ tokens but the SONAR text encoder .* embeds 256206"):
+        check_vocabulary(tokenizer, 256206, tiny_sonar)

@@ -68,7 +68,7 @@ class SimilarityConfig:
     workers: int  # Dask threads, local processes, Slurm worker jobs
     families: tuple[str, ...]  # comparison families (see crossrep.families)
     permutations: int  # K: permutation-null replicates per comparison (at least 2: the null's spread)
-    bootstrap: int  # B: sentence-bootstrap replicates (0: none)
+    bootstrap: int  # B: sentence-bootstrap replicates (0: none, else at least 2)
 
 
 @dataclass(frozen=True)
@@ -355,6 +355,10 @@ def parse_job(raw: dict, source: str = "") -> Job:
         permutations=s.int("permutations", DEFAULT_PERMUTATIONS, minimum=2),
         bootstrap=s.int("bootstrap", DEFAULT_BOOTSTRAP),
     )
+    if similarity.bootstrap == 1:
+        raise ConfigError("similarity.bootstrap: 1 replicate gives no interval; use 0 (none: intervals come from the "
+                          "language bootstrap) or at least 2 (200 or more for reported intervals; each replicate "
+                          "costs one more reduction)")
     s.done()
     analysis = _analysis(Section(top.get("analysis", None), "analysis", required=False), models)
 
@@ -374,7 +378,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
 
 
 DEFAULT_PERMUTATIONS = 4
-DEFAULT_BOOTSTRAP = 1
+DEFAULT_BOOTSTRAP = 0
 
 
 def _families(s: Section) -> tuple[str, ...]:

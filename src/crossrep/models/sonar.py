@@ -380,6 +380,7 @@ class SonarAdapter(Adapter):
         self.tokenizer = load_tokenizer(checkpoint)
         self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"))
         self.text.to(self.device, self.dtype)
+        check_vocabulary(self.tokenizer, self.text.encoder.config.vocab_size, checkpoint)
         self._speech: tuple[str, SonarSpeechEncoder] | None = None
 
     @classmethod
@@ -477,6 +478,16 @@ def load_tokenizer(checkpoint: dict):
         return NllbTokenizer.from_pretrained(checkpoint["tokenizer"])
     except OSError as exc:
         raise load_error("the NLLB tokenizer for SONAR", checkpoint["tokenizer"], exc) from None
+
+
+def check_vocabulary(tokenizer, rows: int, checkpoint: dict) -> None:
+    """Refuse a tokenizer far smaller than the text encoder's embedding table: transformers returns a stub
+    (about 200 tokens, every word <unk>) for an NLLB hub id that is not cached offline, and every sentence would
+    then look alike."""
+    if len(tokenizer) < rows // 2:
+        raise ModelError(f"the NLLB tokenizer {checkpoint['tokenizer']!r} has {len(tokenizer)} tokens but the SONAR "
+                         f"text encoder {checkpoint['text']!r} embeds {rows}: not its tokenizer (offline and not in "
+                         f"the local cache? run `crossrep prefetch JOB` on a login node first)")
 
 
 # ---------------------------------------------------------------------- tiny random model
