@@ -183,6 +183,11 @@ def _bootstrap(values: np.ndarray, fn: Callable[[np.ndarray], float], st: Settin
     return np.array([fn(values[idx]) for idx in draws])
 
 
+def _absent(reason: str) -> tuple:
+    """A finding the model has no points (or languages) for."""
+    return np.nan, np.nan, np.nan, np.nan, 0, reason
+
+
 def _per_language_test(values: np.ndarray, st: Settings, name: str) -> tuple[float, float, float, float, int]:
     v = values[np.isfinite(values)]
     if v.size < 3:
@@ -195,7 +200,7 @@ def _per_language_test(values: np.ndarray, st: Settings, name: str) -> tuple[flo
 def finding1(ds: xr.Dataset, st: Settings) -> tuple:
     pairs = layer_pairs(ds)
     if len(pairs) < 2:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "fewer than 2 numbered layers compared across modalities")
+        return _absent("fewer than 2 numbered layers compared across modalities")
     cm = ds.crossmodal_adjusted.sel(pair=pairs).values  # (pair, lang)
     half = len(pairs) // 2
     diff = cm[len(pairs) - half:].mean(axis=0) - cm[:half].mean(axis=0)
@@ -207,8 +212,7 @@ def finding2(ds: xr.Dataset, st: Settings) -> tuple:
     pairs = layer_pairs(ds)
     levels = strs(ds.level)
     if not pairs or (levels == "high").sum() < 2 or (levels == "low").sum() < 2:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "needs numbered layers and at least 2 high- and 2 low-resource "
-                                                    "languages")
+        return _absent("needs numbered layers and at least 2 high- and 2 low-resource languages")
     per_lang = ds.crossmodal_adjusted.sel(pair=pairs).values.mean(axis=0)
     keep = np.isin(levels, ("high", "low")) & np.isfinite(per_lang)
     v, lv = per_lang[keep], levels[keep]
@@ -229,7 +233,7 @@ def finding2(ds: xr.Dataset, st: Settings) -> tuple:
 def finding3(ds: xr.Dataset, st: Settings) -> tuple:
     found = adaptation_pairs(ds)
     if found is None:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "no length-adaptation point")
+        return _absent("no length-adaptation point")
     after, before = found
     gain = (ds.crossmodal_adjusted.sel(pair=after) - ds.crossmodal_adjusted.sel(pair=before)).values
     levels = strs(ds.level)
@@ -245,7 +249,7 @@ def finding4(ds: xr.Dataset, st: Settings) -> tuple:
     speech = {str(p) for p, k in zip(ds.speech_point.values, ds.speech_kind.values) if k == "layer"}
     common = [str(p) for p in ds.speech_point.values if str(p) in text & speech]
     if not common or ds.sizes["lang_a"] < 3:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "no numbered layer in both modalities, or fewer than 3 languages")
+        return _absent("no numbered layer in both modalities, or fewer than 3 languages")
     d = (ds.text_adjusted.sel(text_point=common).values
          - ds.speech_adjusted.sel(speech_point=common).values).mean(axis=0)  # (L, L), NaN diagonal
     value = float(np.nanmean(d))
@@ -260,7 +264,7 @@ def finding4(ds: xr.Dataset, st: Settings) -> tuple:
 def finding5(ds: xr.Dataset, st: Settings, sharing: xr.DataArray | None) -> tuple:
     point = input_text_point(ds)
     if sharing is None or point is None:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "no text tokenizer or no input-embedding point")
+        return _absent("no text tokenizer or no input-embedding point")
     langs = [str(x) for x in ds.lang_a.values]
     sim = ds.text_adjusted.sel(text_point=point)
     levels = dict(zip(langs, strs(ds.level)))
@@ -285,7 +289,7 @@ def finding5(ds: xr.Dataset, st: Settings, sharing: xr.DataArray | None) -> tupl
 def finding6(ds: xr.Dataset, st: Settings) -> tuple:
     pair = last_layer_pair(ds)
     if pair is None:
-        return (np.nan, np.nan, np.nan, np.nan, 0, "no numbered layer compared across modalities")
+        return _absent("no numbered layer compared across modalities")
     t_point = str(ds.pair_text_point.sel(pair=pair).values)
     text = ds.text_adjusted.sel(text_point=t_point).values
     cm = ds.crossmodal_adjusted.sel(pair=pair).values

@@ -25,7 +25,7 @@ def debug_run(tmp_path_factory, demo_root, tiny):
     tmp = tmp_path_factory.mktemp("pipeline")
     path = tmp / "job.yaml"
     path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{
-        "executor.kind": "debug", "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]})))
+        "executor.kind": "debug", "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"], "similarity.bootstrap": 2})))
     job = load_job(path)
     launcher(job).run()
     return job
@@ -111,7 +111,7 @@ def test_local_executor_gives_identical_stores(debug_run, tmp_path, demo_root, t
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny, **{
         "executor.kind": "local", "executor.workers": 2,
-        "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]})))
+        "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"], "similarity.bootstrap": 2})))
     proc = subprocess.run([sys.executable, "-m", "crossrep", "run", str(path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
