@@ -24,6 +24,14 @@ def demo_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium's path; installed with apt-get where it is missing and this is root (minutes), else skip."""
+    from browser import find_or_install
+
+    return find_or_install()
+
+
+@pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> Path:
     from crossrep.models.seamless import build_tiny
 

@@ -47,14 +47,33 @@ def _run(tmp, root, tiny, scenario):
     return {r["finding"]: r for r in record["results"] if r["measure"] == "svcca"}, report
 
 
-def test_planted_findings_hold(tmp_path, many_languages, tiny):
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory, many_languages, tiny):
     from synthetic import planted
 
-    results, report = _run(tmp_path, many_languages, tiny, planted)
+    return _run(tmp_path_factory.mktemp("planted"), many_languages, tiny, planted)
+
+
+def test_planted_findings_hold(planted_run):
+    results, report = planted_run
     for k in range(1, 7):
         assert results[k]["verdict"] == "holds", results[k]
         assert results[k]["low"] > 0
-    assert report.is_file() and "finding-6" in report.read_text()
+    page = report.read_text()
+    assert all(f'id="finding-{k}"' in page for k in range(1, 7))
+
+
+def test_report_of_a_real_run_loads_in_chromium(planted_run, tmp_path, chromium):
+    from browser import load_in_browser
+
+    _, report = planted_run
+    result = load_in_browser(report, tmp_path, chromium)
+    assert result["errors"] == []
+    shown = {i["alt"].rsplit("(", 1)[-1].rstrip(")") for i in result["images"]}
+    assert shown == {"fig2_crossmodal.png", "fig3_crosslingual.png", "fig4_tsne.png", "fig5_last_layer.png",
+                     "fig6_tokens.png"}, shown
+    assert all(i["width"] > 0 for i in result["images"]), result["images"]
+    assert "</code> is missing:" not in report.read_text()  # only figures this run drew are named
 
 
 def test_absent_findings_do_not_hold(tmp_path, many_languages, tiny):

@@ -215,7 +215,6 @@ def pwcca_scores(reps_a: list, reps_b: list, pairs: list[tuple[int, int]], batch
         if not chunk:
             continue
         kx = max(x[0].shape[1] for *_, x, _ in chunk)
-        ky = max(y[0].shape[1] for *_, y in chunk)
         gram = xp.zeros((len(chunk), kx, kx))
         for n, (_, _, (bx, _), (by, _)) in enumerate(chunk):
             m = bx.T @ by
