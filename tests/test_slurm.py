@@ -174,7 +174,11 @@ def test_demo_job_through_slurm_equals_local_run(cluster, reference, tmp_path, d
     arrays = sorted({t["id"].split("_")[0] for t in sub["extract"]})
     assert len(sub["extract"]) == 8 and sorted(i for t in sub["extract"] for i in t["shards"]) == list(range(8))
     assert len(arrays) == math.ceil(8 / limit)
-    rows = {r["id"]: r for r in sacct_rows(arrays + [sub["reduce"]["id"], sub["aggregate"]["id"]])}
+    ids = arrays + [sub["reduce"]["id"], sub["aggregate"]["id"]]
+    # --wait returns once the last stage's result is written; its Slurm job ends a moment later
+    wait_for(lambda: all(r["state"] not in ("PENDING", "RUNNING", "COMPLETING") for r in sacct_rows(ids)),
+             timeout=120, what="the Slurm jobs to end")
+    rows = {r["id"]: r for r in sacct_rows(ids)}
     tasks = [rows[t["id"]] for t in sub["extract"]]
     assert all(r["state"] == "COMPLETED" and r["name"] == "crossrep-demo-extract" for r in tasks)
     assert rows[sub["reduce"]["id"]]["state"] == rows[sub["aggregate"]["id"]]["state"] == "COMPLETED"
