@@ -157,3 +157,28 @@ def test_a_tokenizer_smaller_than_the_embedding_table_is_refused(tiny_sonar):
     check_vocabulary(tokenizer, len(tokenizer), tiny_sonar)  # the tiny model's own table: accepted
     with pytest.raises(ModelError, match=r"has \d+ tokens but the SONAR text encoder .* embeds 256206"):
         check_vocabulary(tokenizer, 256206, tiny_sonar)
+
+
+def test_speech_heads_come_from_the_weights_and_text_heads_from_the_options(tmp_path):
+    """A speech checkpoint with 4 heads of 16 and no head hint loads as 4 heads (width / 64 would say 1) and
+    computes what the model that wrote it computes; a head count that contradicts the weights is refused."""
+    from crossrep.errors import ConfigError
+    from crossrep.models.sonar import _randomised
+
+    torch.manual_seed(0)
+    model = _randomised(SonarSpeechEncoder(64, 2, 4, 128, 31, 2, 2, 128, 64)).eval()
+    path = tmp_path / "spenc.test.pt"
+    torch.save({"model": model.fairseq1_state()}, path)  # no crossrep_config: nothing but the tensors
+    loaded = SonarSpeechEncoder.from_checkpoint(path, pooler_heads=2)
+    assert loaded.encoder.layers[0].self_attn.num_heads == 4 and loaded.pooler.layers[0].self_attn.heads == 2
+    fbank, lengths = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    a, b = model.states(fbank, lengths), loaded.states(fbank, lengths)
+    assert torch.allclose(a.pooled, b.pooled, atol=1e-6) and torch.allclose(a.states[-1], b.states[-1], atol=1e-6)
+    with pytest.raises(ModelError, match=r"8 attention heads asked for, but .* are \[4, 16\] .*: 4 heads"):
+        SonarSpeechEncoder.from_checkpoint(path, num_heads=8)
+    assert SonarAdapter.check_options({"text_heads": 16}, "models[1].options") == {"text_heads": 16,
+                                                                                   "pooler_heads": None}
+    for raw, message in (({"heads": 4}, r"models\[1\].options.heads: unknown SONAR option; known: text_heads"),
+                         ({"pooler_heads": 0}, r"models\[1\].options.pooler_heads: expected a positive number")):
+        with pytest.raises(ConfigError, match=message):
+            SonarAdapter.check_options(raw, "models[1].options")

@@ -11,8 +11,11 @@ positions and a BatchNorm convolution, final LayerNorm), then SONAR's attention 
 run for one step on a fixed query (3 layers for English, 6 for the others), projected without bias.
 
 Points: "in" (the input of layer 1), "1".."L" (each layer's raw output), "pool" (the sentence embedding).
-Sizes are read from the state dict; the head count (not stored) is `crossrep_config.num_heads` in the
-checkpoint or width / 64, SONAR's head size. Checkpoints: `{"model": state_dict}` in fairseq2 names (text;
+Sizes are read from the state dict. The speech conformer's head count is read from its relative-position
+biases ([heads, head size]); the text encoder and the speech pooler carry theirs in no tensor shape, so they are
+the adapter options `text_heads` and `pooler_heads` (recorded with the results), else `crossrep_config.num_heads`
+in the checkpoint, else width / 64 (SONAR's head size) for the text encoder and the conformer's count for the
+pooler. Checkpoints: `{"model": state_dict}` in fairseq2 names (text;
 speech as `fairseq2_native`) or, for speech, the fairseq1 names of the published `spenc.*.pt` files.
 """
 
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from .base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
 from .checkpoint import read_checkpoint, tensor_report
 
@@ -122,10 +125,10 @@ class _Checkpointed(nn.Module):
     what = ""  # for messages: "text encoder", "speech encoder"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, num_heads: int | None = None):
-        """Load an official `.pt` file; `num_heads` defaults to the file's crossrep hint or width / 64."""
+    def from_checkpoint(cls, path: str | Path, num_heads: int | None = None, **sizes):
+        """Load an official `.pt` file; `num_heads` defaults to the file's crossrep hint (see the module)."""
         state, hints = read_state(path)
-        return cls.from_state_dict(state, num_heads or hints.get("num_heads"), f"{cls.what}: {path}")
+        return cls.from_state_dict(state, num_heads or hints.get("num_heads"), f"{cls.what}: {path}", **sizes)
 
 
 class SonarTextEncoder(_Checkpointed):
@@ -299,7 +302,8 @@ class SonarSpeechEncoder(_Checkpointed):
 
     @classmethod
     def from_state_dict(cls, state: dict, num_heads: int | None = None,
-                        where: str = "speech encoder: state dict") -> "SonarSpeechEncoder":
+                        where: str = "speech encoder: state dict",
+                        pooler_heads: int | None = None) -> "SonarSpeechEncoder":
         if any(k.startswith("encoder.w2v_model.") for k in state):
             rules, ignore = _SPEECH_FS1_RULES, _SPEECH_FS1_UNUSED
         elif any(k.startswith("encoder_frontend.") for k in state):
@@ -315,8 +319,12 @@ class SonarSpeechEncoder(_Checkpointed):
         pooler_layers = _count(state, name("pooler.layers.0.x")[:-len("0.x")])
         pooler_ffn = _need(state, name("pooler.layers.0.fc1.weight"), where).shape[0]
         rows = _need(state, name("pooler.embed_tokens.weight"), where).shape[0]
-        heads = num_heads or max(dim // HEAD_SIZE, 1)
-        model = cls(dim, layers, heads, ffn, kernel, pooler_layers, heads, pooler_ffn, rows)
+        bias = _need(state, name("encoder.layers.0.self_attn.pos_bias_u"), where)
+        heads = bias.shape[0]
+        if num_heads and num_heads != heads:
+            raise ModelError(f"{where}: {num_heads} attention heads asked for, but the conformer's relative-position "
+                             f"biases are {list(bias.shape)} (heads x head size): {heads} heads")
+        model = cls(dim, layers, heads, ffn, kernel, pooler_layers, pooler_heads or heads, pooler_ffn, rows)
         _load(model, state, rules, where, ignore)
         return model.eval()
 
@@ -377,11 +385,28 @@ class SonarAdapter(Adapter):
         from .files import local_file
 
         self.device, self.dtype, self.checkpoint = pick_device(device), DTYPES[dtype], checkpoint
-        self.tokenizer = load_tokenizer(checkpoint)
-        self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"))
+        self.tokenizer, self.options = load_tokenizer(checkpoint), options
+        self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"),
+                                                     options.get("text_heads"))
         self.text.to(self.device, self.dtype)
         check_vocabulary(self.tokenizer, self.text.encoder.config.vocab_size, checkpoint)
         self._speech: tuple[str, SonarSpeechEncoder] | None = None
+
+    @classmethod
+    def check_options(cls, raw: dict, prefix: str) -> dict:
+        """`text_heads`, `pooler_heads`: attention heads where no tensor shape carries them (null: the default
+        of the module docstring)."""
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{prefix}: expected a mapping of SONAR options, got {raw!r}")
+        out = {"text_heads": None, "pooler_heads": None}
+        for key, value in raw.items():
+            if key not in out:
+                raise ConfigError(f"{prefix}.{key}: unknown SONAR option; known: {', '.join(out)}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{prefix}.{key}: expected a positive number of heads, got {value!r}")
+            out[key] = value
+        return out
 
     @classmethod
     def resolve(cls, checkpoint, cache: Path):
@@ -456,7 +481,8 @@ class SonarAdapter(Adapter):
             raise ModelError(f"SONAR: no speech encoder given for {iso} (checkpoint.speech.{iso})")
         if self._speech is None or self._speech[0] != ref:
             self._speech = None
-            model = SonarSpeechEncoder.from_checkpoint(local_file(ref, f"SONAR speech encoder for {iso}"))
+            model = SonarSpeechEncoder.from_checkpoint(local_file(ref, f"SONAR speech encoder for {iso}"),
+                                                       pooler_heads=self.options.get("pooler_heads"))
             self._speech = (ref, model.to(self.device, self.dtype))
         return self._speech[1]
 
