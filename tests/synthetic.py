@@ -3,8 +3,9 @@
 Each representation (language l, modality, point p) of sentence s is
     sqrt(a) z_s W + sqrt(b) u_{l,s} V + sqrt(1 - a - b) e N
 with z_s a latent shared by every language and modality (the sentence's meaning), u_{l,s} a latent shared by
-the two modalities of one language, e noise of low rank (N projects it) and W, V, N random per representation. `a` and `b` come
-from a scenario function (lang, level, modality, point) -> (a, b), so each finding can be planted or not."""
+the two modalities of one language, e noise of low rank (N projects it) and W, V, N random per representation.
+`a` and `b` come from a scenario function (lang, level, modality, point) -> (a, b), so each finding can be
+planted or not."""
 
 from __future__ import annotations
 
@@ -52,8 +53,9 @@ def plant(out, scenario, seed=0) -> None:
 
 
 def planted(lang, level, modality, point):
-    """Every finding of the study: token sharing goes with text similarity at the input embeddings; speech aligns more with depth, less for low-resource languages, gains at
-    the length adaptor for high-resource ones only; text is more aligned than speech throughout."""
+    """Every finding of the study: token sharing goes with text similarity at the input embeddings; speech
+    aligns more with depth, less for low-resource languages, gains at the length adaptor for high-resource ones
+    only; text is more aligned than speech throughout."""
     if modality == "text":  # at the input embeddings, scripts that share tokens (Latin) share the meaning more
         if point.kind == "input":
             return (0.7 if langs.get(lang).script == "Latn" else 0.1), 0.0

@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
         description="Compare how multimodal models (SeamlessM4T v2, SONAR, SALMONN-7B) represent the same "
                     "sentence across languages and across text and speech: extract pooled per-layer "
                     "activations, score every language pair (SVCCA, PWCCA, CKA, debiased CKA, mutual kNN), "
-                    "draw the figures.",
+                    "with a permutation null and bootstrap intervals, draw the figures, test the study's six findings "
+                    "and write a self-contained HTML report.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
@@ -84,8 +85,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", action="append", metavar="I|KEY",
                    help="shard index or MODEL/MODALITY/LANG key (repeatable); see `crossrep plan`")
 
-    for name, text in (("reduce", "compute similarity.zarr from a complete activation store"),
-                       ("aggregate", "draw figures and tables from similarity.zarr")):
+    for name, text in (("reduce", "compute similarity.zarr (scores, permutation nulls, intervals) from a complete "
+                                  "activation store"),
+                       ("aggregate", "draw the figures, test the six findings and write the report from "
+                                     "similarity.zarr")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", in this process.")
         _job_args(p)
 

@@ -163,7 +163,8 @@ def pair_scores(bases_a: list[Basis], bases_b: list[Basis] | None = None,
     """SVCCA for many pairs of `prepare`d representations at once.
 
     Without `bases_b`: the symmetric matrix over `bases_a` (diagonal NaN); with it: every (i, j), or only
-    `pairs`. Pairs are batched in order of their widths, and each batch is a stack of zero-padded blocks (padding adds only zero singular values) and a batched
+    `pairs`. Pairs are batched in order of their widths, and each batch is a stack of zero-padded blocks
+    (padding adds only zero singular values) and a batched
     symmetric eigen-solve of each block's smaller Gram matrix (several times faster than SVDs of small
     matrices; singular values near 0 carry an error of about 1e-8). A pair goes directly (the singular values of
     Bx^T By, B the scaled bases) or through the complement of its wider side (see `route`).

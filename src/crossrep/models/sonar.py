@@ -434,7 +434,8 @@ class SonarAdapter(Adapter):
         fs1 = any(k.startswith("encoder.w2v_model.") for k in speech)
         n_speech = _count(speech, "encoder.w2v_model.encoder.layers." if fs1 else "encoder.layers.")
         points = {
-            "text": tuple([Point("in", width, 0.0, "input")] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
+            "text": tuple([Point("in", width, 0.0, "input")]
+                          + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
                           + [Point("pool", width, n_text + 1.0, "adaptor")]),
             "speech": tuple([Point("in", width, 0.0, "input")]
                             + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
