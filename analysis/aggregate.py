@@ -57,11 +57,9 @@ def run(job: Job) -> Path:
         results += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, st, sharing[m.name])
     target.mkdir(exist_ok=True)
     drawn = {f.name for f in out.iterdir()}
-    for old in target.glob("fig*_*.*"):
-        if old.name not in drawn and old.suffix in (".png", ".pdf", ".csv"):
-            old.unlink()
-    for old in target.glob("crosslayer_*.*"):
-        if old.name not in drawn:
+    for old in target.iterdir():
+        if old.name.startswith(("fig", "crosslayer_")) and old.suffix in (".png", ".pdf", ".csv") \
+                and old.name not in drawn:
             old.unlink()
     for name in drawn:
         (out / name).replace(target / name)

@@ -14,9 +14,8 @@ from typing import Any
 
 import jinja2
 
-from crossrep.config import Job, load_job
+from crossrep.config import Job
 from crossrep.errors import StoreError
-from crossrep.lock import folder_lock
 
 DASH = "–"
 VERDICTS = {"holds": "v-holds", "does not hold": "v-fails", "inconclusive": "v-inconclusive",
@@ -199,10 +198,3 @@ def run(job: Job) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def report_stage(job_file: str) -> str:
-    """The report as a stage of a resolved job file, under the output folder's lock (as stages.py's stages)."""
-    job = load_job(job_file)
-    with folder_lock(job.out, f"crossrep report {job.name}"):
-        return str(run(job))

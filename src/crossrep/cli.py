@@ -223,18 +223,12 @@ def _dispatch(args) -> int:
             create_store(job)
             run_all(job)
         return 0
-    if args.command in ("reduce", "aggregate"):
+    if args.command in ("reduce", "aggregate", "report"):
+        from . import stages
         from .plan import write_resolved
-        from .stages import aggregate_stage, reduce_stage
 
-        stage = reduce_stage if args.command == "reduce" else aggregate_stage
+        stage = getattr(stages, f"{args.command}_stage")
         print(stage(str(write_resolved(job))))
-        return 0
-    if args.command == "report":
-        from .analysis.report import report_stage
-        from .plan import write_resolved
-
-        print(report_stage(str(write_resolved(job))))
         return 0
     if args.command == "status":
         from .status import render

@@ -43,8 +43,13 @@ class Measure(ABC):
         """The prepared form of one (sentences x features) representation; `sim` holds the job's similarity keys."""
 
     @abstractmethod
-    def permute(self, rep, order):
-        """The prepared form of the same representation with its sentences (rows) taken in `order`."""
+    def permute(self, rep, order: np.ndarray):
+        """The prepared form of the same representation with its sentences (rows) taken in `order` (NumPy
+        indices; moved to the form's array module here)."""
+
+    @abstractmethod
+    def sentences(self, rep) -> int:
+        """How many sentences (rows) stand behind a prepared form."""
 
     @abstractmethod
     def scores(self, reps_a: list, reps_b: list, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -74,8 +79,12 @@ class SVCCA(Measure):
         return svcca.prepare(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
 
     def permute(self, rep: Basis, order):
+        order = array_module(rep.vectors).asarray(order)
         rest = None if rep.complement is None else rep.complement[order]
         return Basis(rep.vectors[order], rep.scale, rep.slack, rest)
+
+    def sentences(self, rep: Basis) -> int:
+        return rep.vectors.shape[0]
 
     def scores(self, reps_a, reps_b, pairs):
         return pair_scores(reps_a, reps_b, pairs=pairs)
@@ -89,7 +98,10 @@ class PWCCA(Measure):
         return reduce_svd(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
 
     def permute(self, rep, order):
-        return rep[0][order], rep[1]
+        return rep[0][array_module(rep[0]).asarray(order)], rep[1]
+
+    def sentences(self, rep) -> int:
+        return rep[0].shape[0]
 
     def scores(self, reps_a, reps_b, pairs):
         return pwcca_scores(reps_a, reps_b, pairs)
@@ -110,8 +122,12 @@ class GramMeasure(Measure):
         """The flattened unit vector standing for `x` (finite float64)."""
 
     def permute(self, rep, order):
-        n = int(round(np.sqrt(rep.shape[0])))
+        n = self.sentences(rep)
+        order = array_module(rep).asarray(order)
         return rep.reshape(n, n)[order][:, order].ravel()
+
+    def sentences(self, rep) -> int:
+        return int(round(np.sqrt(rep.shape[0])))
 
     def scores(self, reps_a, reps_b, pairs):
         xp = array_module(reps_a[0])

@@ -93,31 +93,14 @@ def scores(sim: dict, measure: str, name: str, reps_a: list, reps_b: list | None
     with threadpool_limits(limits=1):
         out = [m.scores(reps_a, reps_b, pairs)]
         cols = sorted({j for _, j in pairs})
-        n = _rows(reps_a[0])
+        n = m.sentences(reps_a[0])
         for k in range(permutations):
             order = stats.permutation(sim["seed"], name, n, k)
             shuffled = list(reps_b)
             for j in cols:
-                shuffled[j] = m.permute(reps_b[j], _like(reps_b[j], order))
+                shuffled[j] = m.permute(reps_b[j], order)
             out.append(m.scores(reps_a, shuffled, pairs))
     return np.stack(out)
-
-
-def _rows(rep) -> int:
-    """Sentences behind a prepared form (a Basis, a (basis, values) pair or a flattened n x n vector)."""
-    if hasattr(rep, "vectors"):
-        return rep.vectors.shape[0]
-    if isinstance(rep, tuple):
-        return rep[0].shape[0]
-    return int(round(np.sqrt(rep.shape[0])))
-
-
-def _like(rep, order: np.ndarray):
-    """`order` on the prepared form's array module (numpy or cupy)."""
-    from .svcca import array_module
-
-    arr = rep.vectors if hasattr(rep, "vectors") else (rep[0] if isinstance(rep, tuple) else rep)
-    return array_module(arr).asarray(order)
 
 
 def assemble(parts: list[np.ndarray], block: Block) -> np.ndarray:
@@ -202,7 +185,7 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             mu = null.mean(axis=-1)
             data[lay.name] = (dims, score)
             data[f"{lay.name}_null_mean"] = (dims, mu)
-            data[f"{lay.name}_null_std"] = (dims, null.std(axis=-1, ddof=1) if k > 1 else np.full_like(mu, np.nan))
+            data[f"{lay.name}_null_std"] = (dims, null.std(axis=-1, ddof=1))  # K >= 2 (config)
             data[f"{lay.name}_p"] = (dims, np.where(np.isfinite(score), stats.add_one_p(null, score, axis=-1),
                                                     np.nan))
             data[f"{lay.name}_adjusted"] = (dims, (score - mu) / (1.0 - mu))

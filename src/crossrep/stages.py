@@ -15,6 +15,14 @@ def reduce_stage(job_file: str) -> str:
         return str(reduce.run(job))
 
 
+def report_stage(job_file: str) -> str:
+    from .analysis import report
+
+    job = load_job(job_file)
+    with folder_lock(job.out, f"crossrep report {job.name}"):
+        return str(report.run(job))
+
+
 def aggregate_stage(job_file: str) -> str:
     from .analysis import aggregate
 
