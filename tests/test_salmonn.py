@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from crossrep.errors import ConfigError, ModelError
 from crossrep.models.salmonn import Salmonn, SalmonnAdapter, build_tiny
-from crossrep.models.salmonn_beats import kaldi_fbank, load_beats
+from crossrep.models.salmonn.beats import kaldi_fbank, load_beats
 
 SR = 16_000
 LORA = "llama_model.base_model.model.model.layers.{}.self_attn.{}.lora_{}.default.weight"

@@ -163,10 +163,10 @@ def test_speech_heads_come_from_the_weights_and_text_heads_from_the_options(tmp_
     """A speech checkpoint with 4 heads of 16 and no head hint loads as 4 heads (width / 64 would say 1) and
     computes what the model that wrote it computes; a head count that contradicts the weights is refused."""
     from crossrep.errors import ConfigError
-    from crossrep.models.sonar import _randomised
+    from crossrep.models.tiny import randomise
 
     torch.manual_seed(0)
-    model = _randomised(SonarSpeechEncoder(64, 2, 4, 128, 31, 2, 2, 128, 64)).eval()
+    model = randomise(SonarSpeechEncoder(64, 2, 4, 128, 31, 2, 2, 128, 64), torch.Generator().manual_seed(0)).eval()
     path = tmp_path / "spenc.test.pt"
     torch.save({"model": model.fairseq1_state()}, path)  # no crossrep_config: nothing but the tensors
     loaded = SonarSpeechEncoder.from_checkpoint(path, pooler_heads=2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +18,12 @@ from ..point import Point
 class ModelSpec:
     """What the store and the reduction need to know of a model, read from its config alone."""
 
-    checkpoint: str  # what was loaded: a hub id or a local path
+    checkpoint: str | Mapping  # what is loaded: a hub id or local path, or a family's mapping of them
     points: dict[str, tuple[Point, ...]]  # modality -> points in model order
     pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
     languages: dict[str, frozenset[str] | None]  # modality -> ISO codes it can take (None: any)
     advice: dict[str, str] = field(default_factory=dict)  # modality -> what to do about a missing language
+    max_seconds: float | None = None  # longest clip the model takes (None: any; longer clips are refused)
 
     def check_language(self, model: str, iso: str, modality: str) -> None:
         known = self.languages[modality]
@@ -45,10 +46,17 @@ class ModelSpec:
 
 
 class Adapter(ABC):
-    """A loaded model, built as `cls(checkpoint, options, device=..., dtype=...)` from what `resolve` and
-    `check_options` returned: `embed` maps a batch of sentences to {point: (batch, width) float32}."""
+    """A loaded model: `embed` maps a batch of sentences to {point: (batch, width) float64}.
+
+    Everything else is a classmethod that needs no weights: `check_options`, `resolve`, `spec`, `text_tokenizer`.
+    Joint adapters (audio LLMs) also offer `embed_joint`, one forward pass for both modalities."""
 
     joint_inputs = False  # True: both modalities get (16 kHz clip, transcript) pairs (audio LLMs)
+
+    @abstractmethod
+    def __init__(self, checkpoint, options: dict, device: str = "auto", dtype: str = "float32"):
+        """Load the weights of what `resolve` returned, with the options `check_options` returned, on `device`
+        ("auto", "cpu", "cuda") in `dtype` (a key of DTYPES)."""
 
     @classmethod
     def check_options(cls, raw: dict, prefix: str) -> dict:

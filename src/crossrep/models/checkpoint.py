@@ -41,3 +41,14 @@ def read_checkpoint(path: str | Path, what: str) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling and zip errors have many types
         raise ModelError(f"cannot read {what} checkpoint {path}: {exc}") from None
+
+
+def loading_report(info: dict, source: str, keep) -> None:
+    """transformers' loading info as a ModelError: missing, mis-shaped or unexpected tensors among those kept."""
+    missing = sorted(k for k in info.get("missing_keys", ()) if keep(k))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if keep(k))
+    shaped = sorted(str(k) for k in info.get("mismatched_keys", ()) if keep(k[0] if isinstance(k, tuple) else k))
+    problems = [f"{len(v)} {label}: {', '.join(v)}" for label, v in
+                (("missing", missing), ("mis-shaped", shaped), ("unexpected", unexpected)) if v]
+    if problems:
+        raise ModelError(f"{source}: " + "; ".join(problems))

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ModelError
-from .checkpoint import read_checkpoint, tensor_report
+from ...errors import ModelError
+from ..checkpoint import read_checkpoint, tensor_report
 
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582

@@ -12,15 +12,16 @@ before each adaptor layer, whose strided convolution would otherwise mix padding
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import ModelError
-from .base import (DTYPES, Adapter, ModelSpec, Point, Recorder, hidden_input, load_error, masked_mean,
+from ...errors import ModelError
+from ..base import (DTYPES, Adapter, ModelSpec, Point, Recorder, hidden_input, load_error, masked_mean,
                    pick_device)
+from ..points import same_name_pairs, stack
+from ..tiny import cached, write_marker
 
 HUB_ID = "facebook/seamless-m4t-v2-large"
 TINY_SEED = 1234
@@ -55,10 +56,7 @@ class SeamlessM4Tv2Adapter(Adapter):
     def resolve(cls, checkpoint: str, cache: Path) -> str:
         if checkpoint != "tiny":
             return checkpoint
-        path = cache / "tiny-seamless_m4t_v2"
-        if not (path / "crossrep-tiny.json").is_file():
-            build_tiny(path)
-        return str(path)
+        return str(cached(cache / "tiny-seamless_m4t_v2", build_tiny))
 
     @classmethod
     def spec(cls, checkpoint: str, options: dict) -> ModelSpec:
@@ -72,15 +70,11 @@ class SeamlessM4Tv2Adapter(Adapter):
         if cfg.model_type != "seamless_m4t_v2":
             raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not seamless_m4t_v2")
         width, n_text, n_speech = cfg.hidden_size, cfg.encoder_layers, cfg.speech_encoder_layers
-        text = ([Point("in", width, 0.0, "input")] + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
-                + [Point("out", width, n_text + 0.5, "output")])
-        speech = ([Point("in", cfg.feature_projection_input_dim, 0.0, "input")]
-                  + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
-                  + [Point("out", width, n_speech + 0.5, "output")])
+        text = stack(width, n_text)
+        speech = stack(width, n_speech, first_width=cfg.feature_projection_input_dim)
         if cfg.add_adapter:
             speech.append(Point("len", width, n_speech + 1.0, "adaptor"))
-        common = [p.name for p in text if p.name in {q.name for q in speech}]
-        pairs = [(name, name, name) for name in common]
+        pairs = same_name_pairs(text, speech)
         if cfg.add_adapter:
             pairs.append(("len", "out", "len"))
         return ModelSpec(
@@ -104,7 +98,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         return self._speech(inputs, points)
 
     def _text(self, iso: str, texts: list[str], points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        from .. import languages as langs
+        from ... import languages as langs
 
         code = langs.get(iso).seamless
         if code not in self.lang_ids:
@@ -192,8 +186,8 @@ def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int =
     from transformers import (SeamlessM4TFeatureExtractor, SeamlessM4TTokenizer, SeamlessM4Tv2Config,
                               SeamlessM4Tv2Model)
 
-    from .. import languages as langs
-    from ..data.demo import corpus
+    from ... import languages as langs
+    from ...data.demo import corpus
 
     codes = [langs.get(iso).seamless for iso in (languages or langs.LANGUAGES)]
     chars = sorted({ch for lines in corpus().values() for line in lines for ch in line if not ch.isspace()})
@@ -222,7 +216,5 @@ def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int =
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     SeamlessM4TFeatureExtractor().save_pretrained(path)
-    (path / "crossrep-tiny.json").write_text(json.dumps(
-        {"what": "small random SeamlessM4T v2 built by crossrep for demos and tests; not a trained model",
-         "seed": seed, "hidden": hidden, "layers": layers, "languages": codes}, indent=1))
+    write_marker(path, "SeamlessM4T v2", seed=seed, hidden=hidden, layers=layers, languages=codes)
     return path

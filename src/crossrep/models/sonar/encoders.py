@@ -22,7 +22,6 @@ speech as `fairseq2_native`) or, for speech, the fairseq1 names of the published
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -32,15 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ModelError
-from .base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
-from .checkpoint import read_checkpoint, tensor_report
+from ...errors import ModelError
+from ..base import Recorder
+from ..checkpoint import read_checkpoint, tensor_report
 
 HEAD_SIZE = 64
 TEXT_MAX_TOKENS = 514  # the official pipeline cuts ids to this, language tag and </s> included
 SPEECH_MAX_FRAMES = 4096  # stacked frames (about 82 s); the official encoder refuses longer input
 BOS = 2  # the pooler's query row
-TINY_SEED = 4321
 
 # ISO codes with a published SONAR speech encoder (the 57 cards of sonar_speech_encoder.yaml, ISO 639-3).
 SPEECH_LANGUAGES = frozenset(
@@ -378,192 +376,3 @@ def fbank(waveform: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------- adapter
 
 
-class SonarAdapter(Adapter):
-    """`checkpoint`: {text: ref, tokenizer: ref, speech: {iso: ref, ...}} or `tiny`; refs as in models.files."""
-
-    def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32"):
-        from .files import local_file
-
-        self.device, self.dtype, self.checkpoint = pick_device(device), DTYPES[dtype], checkpoint
-        self.tokenizer, self.options = load_tokenizer(checkpoint), options
-        self.text = SonarTextEncoder.from_checkpoint(local_file(checkpoint["text"], "SONAR text encoder"),
-                                                     options.get("text_heads"))
-        self.text.to(self.device, self.dtype)
-        check_vocabulary(self.tokenizer, self.text.encoder.config.vocab_size, checkpoint)
-        self._speech: tuple[str, SonarSpeechEncoder] | None = None
-
-    @classmethod
-    def check_options(cls, raw: dict, prefix: str) -> dict:
-        """`text_heads`, `pooler_heads`: attention heads where no tensor shape carries them (null: the default
-        of the module docstring)."""
-        raw = {} if raw is None else raw
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{prefix}: expected a mapping of SONAR options, got {raw!r}")
-        out = {"text_heads": None, "pooler_heads": None}
-        for key, value in raw.items():
-            if key not in out:
-                raise ConfigError(f"{prefix}.{key}: unknown SONAR option; known: {', '.join(out)}")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{prefix}.{key}: expected a positive number of heads, got {value!r}")
-            out[key] = value
-        return out
-
-    @classmethod
-    def resolve(cls, checkpoint, cache: Path):
-        if checkpoint == "tiny":
-            path = cache / "tiny-sonar"
-            if not (path / "crossrep-tiny.json").is_file():
-                build_tiny(path)
-            return json.loads((path / "crossrep-tiny.json").read_text())["checkpoint"]
-        if not isinstance(checkpoint, dict) or not {"text", "tokenizer", "speech"} <= set(checkpoint) \
-                or not isinstance(checkpoint["speech"], dict):
-            raise ModelError(f"a SONAR checkpoint is `tiny` or a mapping with text, tokenizer and speech "
-                             f"(a mapping from language to speech encoder), got {checkpoint!r}")
-        return checkpoint
-
-    @classmethod
-    def spec(cls, checkpoint: dict, options: dict) -> ModelSpec:
-        from .. import languages as langs
-        from .files import local_file
-
-        text, _ = read_state(local_file(checkpoint["text"], "SONAR text encoder"))
-        width = text["encoder_frontend.embed.weight"].shape[1]
-        n_text = _count(text, "encoder.layers.")
-        first = next(iter(checkpoint["speech"].values()))
-        speech, _ = read_state(local_file(first, "SONAR speech encoder"))
-        fs1 = any(k.startswith("encoder.w2v_model.") for k in speech)
-        n_speech = _count(speech, "encoder.w2v_model.encoder.layers." if fs1 else "encoder.layers.")
-        points = {
-            "text": tuple([Point("in", width, 0.0, "input")]
-                          + [Point(str(i), width, float(i)) for i in range(1, n_text + 1)]
-                          + [Point("pool", width, n_text + 1.0, "adaptor")]),
-            "speech": tuple([Point("in", width, 0.0, "input")]
-                            + [Point(str(i), width, float(i)) for i in range(1, n_speech + 1)]
-                            + [Point("pool", width, n_speech + 1.0, "adaptor")]),
-        }
-        pairs = ([("in", "in", "in")] + [(str(i), str(i), str(i)) for i in range(1, min(n_text, n_speech) + 1)]
-                 + [("pool", "pool", "pool")])
-        missing = sorted(langs.LANGUAGES.keys() - SPEECH_LANGUAGES)
-        advice = {"speech": f"SONAR has no speech encoder for {', '.join(missing)}: give the model "
-                            f"`languages: paper-sonar` (the study's SONAR set) or a list without them, or add "
-                            f"`checkpoint.speech.<iso>` for a language SONAR has"}
-        return ModelSpec(checkpoint=checkpoint, points=points, pairs=tuple(pairs),
-                         languages={"text": None, "speech": frozenset(checkpoint["speech"])}, advice=advice)
-
-    @classmethod
-    def text_tokenizer(cls, checkpoint: dict, options: dict):
-        tokenizer = load_tokenizer(checkpoint)  # ids cut as `_text` cuts them, less the tag and </s>
-        return lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])[:TEXT_MAX_TOKENS - 2]
-
-    @torch.inference_mode()
-    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        if modality == "text":
-            out = self._text(iso, inputs)
-        else:
-            out = self._speech_encoder(iso).states(*self._fbank(inputs))
-        names = ["in"] + [str(i) for i in range(1, len(out.states) - 1)]  # the last state is the final LN
-        mask = out.mask()
-        pooled = {name: masked_mean(state, mask) for name, state in zip(names, out.states) if name in points}
-        pooled["pool"] = out.pooled.detach().to(torch.float64).cpu().numpy()
-        return {p: pooled[p] for p in points}
-
-    def _text(self, iso: str, texts: list[str]) -> EncoderStates:
-        from .. import languages as langs
-
-        self.tokenizer.src_lang = langs.get(iso).flores
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt")
-        return self.text.states(enc["input_ids"].to(self.device), enc["attention_mask"].sum(dim=1))
-
-    def _speech_encoder(self, iso: str) -> SonarSpeechEncoder:
-        from .files import local_file
-
-        ref = self.checkpoint["speech"].get(iso)
-        if ref is None:
-            raise ModelError(f"SONAR: no speech encoder given for {iso} (checkpoint.speech.{iso})")
-        if self._speech is None or self._speech[0] != ref:
-            self._speech = None
-            model = SonarSpeechEncoder.from_checkpoint(local_file(ref, f"SONAR speech encoder for {iso}"),
-                                                       pooler_heads=self.options.get("pooler_heads"))
-            self._speech = (ref, model.to(self.device, self.dtype))
-        return self._speech[1]
-
-    def _fbank(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = [fbank(w) for w in waves]
-        lengths = torch.tensor([len(f) for f in feats])
-        t = int(lengths.max()) + int(lengths.max()) % 2  # the official collater pads to a multiple of 2
-        batch = torch.zeros(len(feats), t, feats[0].shape[1])
-        for i, f in enumerate(feats):
-            batch[i, :len(f)] = torch.from_numpy(f)
-        return batch.to(self.device, self.dtype), lengths.to(self.device)
-
-
-def load_tokenizer(checkpoint: dict):
-    """The NLLB tokenizer at `checkpoint["tokenizer"]` (a transformers folder or hub id)."""
-    from transformers import NllbTokenizer
-
-    try:
-        return NllbTokenizer.from_pretrained(checkpoint["tokenizer"])
-    except OSError as exc:
-        raise load_error("the NLLB tokenizer for SONAR", checkpoint["tokenizer"], exc) from None
-
-
-def check_vocabulary(tokenizer, rows: int, checkpoint: dict) -> None:
-    """Refuse a tokenizer far smaller than the text encoder's embedding table: transformers returns a stub
-    (about 200 tokens, every word <unk>) for an NLLB hub id that is not cached offline, and every sentence would
-    then look alike."""
-    if len(tokenizer) < rows // 2:
-        raise ModelError(f"the NLLB tokenizer {checkpoint['tokenizer']!r} has {len(tokenizer)} tokens but the SONAR "
-                         f"text encoder {checkpoint['text']!r} embeds {rows}: not its tokenizer (offline and not in "
-                         f"the local cache? run `crossrep prefetch JOB` on a login node first)")
-
-
-# ---------------------------------------------------------------------- tiny random model
-
-
-def build_tiny(path: Path, seed: int = TINY_SEED, dim: int = 64, layers: int = 3, heads: int = 4) -> Path:
-    """Write a small random SONAR in the official formats: a fairseq2 text encoder, fairseq1 speech encoders
-    (3 pooler layers for English, 6 for the rest, one file shared by all non-English languages) and a
-    character-level NLLB tokenizer over the demo corpus. Every weight, BatchNorm statistics included, is random."""
-    from transformers import NllbTokenizer
-
-    from .. import languages as langs
-    from ..data.demo import corpus
-
-    chars = sorted({ch for lines in corpus().values() for line in lines for ch in line if not ch.isspace()})
-    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
-    for token in ["▁"] + chars:
-        vocab.setdefault(token, len(vocab))
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = NllbTokenizer(vocab=vocab, merges=[], src_lang="eng_Latn")
-    tokenizer.save_pretrained(path / "tokenizer")
-    torch.manual_seed(seed)
-    hints = {"num_heads": heads}
-    text = _randomised(SonarTextEncoder(len(tokenizer), dim, layers, heads, 2 * dim))
-    torch.save({"model": text.fairseq2_state(), "crossrep_config": hints}, path / "sonar_text_encoder.pt")
-    speech = {}
-    for name, pooler in (("eng", 3), ("other", 6)):
-        model = _randomised(SonarSpeechEncoder(dim, layers, heads, 2 * dim, 31, pooler, heads, 2 * dim, dim))
-        torch.save({"model": model.fairseq1_state(), "crossrep_config": hints}, path / f"spenc.{name}.pt")
-    for iso in sorted(SPEECH_LANGUAGES & set(langs.LANGUAGES)):
-        speech[iso] = str(path / ("spenc.eng.pt" if iso == "eng" else "spenc.other.pt"))
-    checkpoint = {"text": str(path / "sonar_text_encoder.pt"), "tokenizer": str(path / "tokenizer"),
-                  "speech": speech}
-    (path / "crossrep-tiny.json").write_text(json.dumps(
-        {"what": "small random SONAR built by crossrep for demos and tests; not a trained model", "seed": seed,
-         "dim": dim, "layers": layers, "heads": heads, "checkpoint": checkpoint}, indent=1))
-    return path
-
-
-def _randomised(model: nn.Module) -> nn.Module:
-    """Every parameter and BatchNorm statistic drawn at random (LayerNorm gains near 1, variances positive)."""
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            if not p.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                p.copy_(torch.rand_like(p) + 0.5)
-            elif "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) * (0.5 / math.sqrt(p.shape[-1]) if p.dim() > 1 else 0.1))
-    return model.eval()

@@ -18,7 +18,7 @@ import re
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 LAYERS = 2
 HEAD_WIDTH = 64

@@ -1,0 +1,194 @@
+"""Joint audio-text sequences of audio LLMs, written once for every family.
+
+An audio LLM reads one sequence: a prompt template whose placeholder stands for the clip's audio tokens and whose
+`{prompt}` holds the user prompt, which holds the transcript (`{text}`). Its hidden states are split by position:
+the audio tokens make the "speech" side, the transcript's tokens (option `text_positions: transcript`) or every
+non-audio position (`prompt`) the "text" side. `audio_positions: speech` keeps only the audio tokens (and encoder
+frames) that cover part of the clip rather than a fixed-length padding. Options are recorded with the results.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ModelError
+from .base import Adapter, masked_mean
+
+DEFAULT_PROMPT = "{text}"
+CHOICES = {"text_positions": ("transcript", "prompt"), "audio_positions": ("all", "speech")}
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The formatted template split at the audio placeholder; `span` locates the transcript ("left" or "right",
+    first and last+1 character), None if the user prompt does not hold it."""
+
+    left: str
+    right: str
+    span: tuple[str, int, int] | None
+
+    def part_span(self, side: str) -> tuple[int, int] | None:
+        return self.span[1:] if self.span and self.span[0] == side else None
+
+
+def build_prompt(text: str, prompt: str, template: str, placeholder: str) -> Prompt:
+    if template.count(placeholder) != 1 or template.count("{prompt}") != 1:
+        raise ModelError(f"template {template!r} needs one {placeholder} and one {{prompt}}")
+    if prompt.count("{text}") > 1:
+        raise ModelError(f"prompt {prompt!r} holds {{text}} more than once")
+    text = text.strip()
+    if "{text}" in prompt:
+        pre, post = prompt.split("{text}")
+        pre, post = pre.lstrip(), post.rstrip()
+        user, at = pre + text + post, len(pre)
+    else:
+        user, at = prompt.strip(), None
+    halves = template.split(placeholder)
+    side = 1 if "{prompt}" in halves[1] else 0
+    i = halves[side].index("{prompt}")
+    halves[side] = halves[side][:i] + user + halves[side][i + len("{prompt}"):]
+    span = None if at is None else (("left", "right")[side], i + at, i + at + len(text))
+    return Prompt(halves[0], halves[1], span)
+
+
+def check_options(raw, prefix: str, family: str, template: str, placeholder: str, special=(), extra=None) -> dict:
+    """`prompt`, `template`, `text_positions`, `audio_positions` (and a family's `extra` defaults), checked with
+    the key at fault quoted and defaults filled in."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix}: expected a mapping of {family} options, got {raw!r}")
+    defaults = {"prompt": DEFAULT_PROMPT, "template": template, "text_positions": "transcript",
+                "audio_positions": "all", **(extra or {})}
+    for key in raw:
+        if key not in defaults:
+            raise ConfigError(f"{prefix}.{key}: unknown {family} option; known: {', '.join(defaults)}")
+    out = dict(defaults, **raw)
+    for key, allowed in CHOICES.items():
+        if out[key] not in allowed:
+            raise ConfigError(f"{prefix}.{key}: {out[key]!r} is not one of {', '.join(allowed)}")
+    if not isinstance(out["prompt"], str) or out["prompt"].count("{text}") != 1:
+        raise ConfigError(f"{prefix}.prompt: {out['prompt']!r} must contain {{text}} (the transcript) once")
+    tpl = out["template"]
+    if not isinstance(tpl, str) or tpl.count(placeholder) != 1 or tpl.count("{prompt}") != 1:
+        raise ConfigError(f"{prefix}.template: {tpl!r} must contain {placeholder} and {{prompt}} once each")
+    if placeholder in out["prompt"]:
+        raise ConfigError(f"{prefix}.prompt: {out['prompt']!r} must not contain the audio placeholder {placeholder}")
+    bad = [t for t in special if t in out["prompt"] + tpl.replace(placeholder, "")]
+    if bad:
+        raise ConfigError(f"{prefix}.prompt/template: the special token {bad[0]} is not allowed "
+                          f"(refused: {', '.join(special)})")
+    return out
+
+
+def offset_mask(offsets, span: tuple[int, int] | None) -> list[bool]:
+    """Per token (character offsets from a fast tokenizer), whether it overlaps the characters `span`; tokens
+    with an empty offset (specials) never do. Byte-level pieces of one character share its offsets: each counts."""
+    if span is None or span[0] == span[1]:
+        return [False] * len(offsets)
+    first, last = span
+    return [b > a and a < last and b > first for a, b in offsets]
+
+
+@dataclass
+class Row:
+    """One joint sequence before padding: ids (the audio id at audio positions) and per-position roles."""
+
+    ids: list[int]
+    audio: list[bool]
+    speech: list[bool]
+    transcript: list[bool]
+
+
+def row(left: tuple[list[int], list[bool]], right: tuple[list[int], list[bool]], audio_id: int, n_audio: int,
+        n_speech: int, prefix: list[int] = ()) -> Row:
+    """`prefix` (e.g. BOS) + left part + `n_audio` audio tokens (the first `n_speech` cover the clip) + right part."""
+    (lids, lt), (rids, rt) = left, right
+    head, tail = [False] * (len(prefix) + len(lids)), [False] * len(rids)
+    return Row(ids=list(prefix) + lids + [audio_id] * n_audio + rids,
+               audio=head + [True] * n_audio + tail,
+               speech=head + [True] * n_speech + [False] * (n_audio - n_speech) + tail,
+               transcript=[False] * len(prefix) + lt + [False] * n_audio + rt)
+
+
+def pad_rows(rows: list[Row], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-padded (B, N) tensors: ids, valid, audio, speech, transcript."""
+    n = max(len(r.ids) for r in rows)
+
+    def padded(values, fill):
+        return torch.tensor([v + [fill] * (n - len(v)) for v in values], device=device)
+
+    return {"ids": padded([r.ids for r in rows], pad_id),
+            "valid": padded([[True] * len(r.ids) for r in rows], False),
+            "audio": padded([r.audio for r in rows], False),
+            "speech": padded([r.speech for r in rows], False),
+            "transcript": padded([r.transcript for r in rows], False)}
+
+
+@dataclass
+class JointStates:
+    """States of a batch of joint (audio, text) sequences, right-padded to N positions."""
+
+    enc: torch.Tensor  # (B, T, D): the audio encoder's output as the model's adaptor takes it
+    enc_speech: torch.Tensor  # bool (B, T): encoder frames that cover part of the clip
+    hidden: tuple[torch.Tensor, ...]  # L + 1 tensors (B, N, H): [0] input embeddings, [k] raw output of layer k
+    out: torch.Tensor  # (B, N, H): the final norm applied to layer L's output
+    valid: torch.Tensor  # bool (B, N): real positions (False: padding)
+    audio: torch.Tensor  # bool (B, N): the audio tokens
+    speech: torch.Tensor  # bool (B, N): audio tokens that cover part of the clip
+    transcript: torch.Tensor  # bool (B, N): text tokens overlapping the transcript
+    prompt: torch.Tensor  # bool (B, N): every valid non-audio position
+    input_ids: torch.Tensor  # long (B, N): token ids as the model received them
+
+
+class JointAdapter(Adapter):
+    """An audio LLM: both modalities take (16 kHz clip, transcript) pairs; `embed_joint` runs one forward pass
+    for both. Subclasses name the family, the default template and placeholder, and implement `states`."""
+
+    joint_inputs = True
+    FAMILY = "audio LLM"
+    TEMPLATE = "{audio}{prompt}"
+    PLACEHOLDER = "{audio}"
+    SPECIAL: tuple[str, ...] = ()  # tokens a prompt or template may not contain
+    EXTRA_OPTIONS: dict = {}
+
+    @classmethod
+    def check_options(cls, raw: dict, prefix: str) -> dict:
+        return check_options(raw, prefix, cls.FAMILY, cls.TEMPLATE, cls.PLACEHOLDER, cls.SPECIAL, cls.EXTRA_OPTIONS)
+
+    @abstractmethod
+    def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
+        """One forward pass of the batch, with the options' prompt and template."""
+
+    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
+        return self.embed_joint(iso, inputs, {modality: points})[modality]
+
+    @torch.inference_mode()
+    def embed_joint(self, iso: str, inputs: list, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+        """{modality: {point: (batch, width) float64}} for the modalities in `points`, from one forward pass."""
+        if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):
+            raise ModelError(f"{self.FAMILY} takes (waveform, transcript) pairs for both modalities")
+        if "enc" in points.get("text", ()):
+            raise ModelError(f"{self.FAMILY} has no point 'enc' for text")
+        st = self.states([x[0] for x in inputs], [str(x[1]) for x in inputs])
+        values = {"in": st.hidden[0], "out": st.out}
+        values.update({str(i): h for i, h in enumerate(st.hidden[1:], 1)})
+        every = self.options["audio_positions"] == "all"
+        masks = {"speech": st.audio if every else st.speech,
+                 "text": st.transcript if self.options["text_positions"] == "transcript" else st.prompt}
+        enc_mask = torch.ones_like(st.enc_speech) if every else st.enc_speech
+        out = {}
+        for modality, names in points.items():
+            pooled = {}
+            for p in names:
+                if p == "enc":
+                    pooled[p] = masked_mean(st.enc, enc_mask)
+                elif p in values:
+                    pooled[p] = masked_mean(values[p], masks[modality])
+                else:
+                    raise ModelError(f"{self.FAMILY} has no point {p!r}")
+            out[modality] = pooled
+        return out

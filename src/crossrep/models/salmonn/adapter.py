@@ -1,0 +1,94 @@
+"""SALMONN in the pipeline: both modalities get (waveform, transcript) pairs; "speech" pools the audio positions
+of the joint sequence, "text" the text positions (see `crossrep.models.joint` and the model's docstring)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ConfigError
+from ..base import DTYPES, ModelSpec, Point, load_error, pick_device
+from ..joint import JointAdapter, JointStates
+from ..points import stack
+from ..tiny import cached
+from .model import KEYS, PLACEHOLDER, SPECIAL, TEMPLATE, Salmonn, Tokenizer, build_prompt, file_of
+from .tiny import build_tiny, tiny_paths
+
+
+class SalmonnAdapter(JointAdapter):
+    FAMILY = "SALMONN"
+    TEMPLATE, PLACEHOLDER, SPECIAL = TEMPLATE, PLACEHOLDER, SPECIAL
+
+    def __init__(self, checkpoint, options: dict | None = None, device: str = "auto", dtype: str = "float32"):
+        paths = _mapping(checkpoint)
+        self.checkpoint = paths
+        self.options = self.check_options(options or {}, "options")
+        self.model = Salmonn.from_checkpoints(**paths, device=pick_device(device), dtype=DTYPES[dtype])
+
+    @classmethod
+    def resolve(cls, checkpoint, cache: Path) -> dict[str, str]:
+        if checkpoint == "tiny":
+            return tiny_paths(cached(cache / "tiny-salmonn", build_tiny))
+        paths = _mapping(checkpoint)
+        for key in ("salmonn", "beats"):  # files: local paths or hf://owner/repo/path (fetched by prefetch)
+            if not paths[key].startswith("hf://") and not Path(paths[key]).is_file():
+                raise ConfigError(f"checkpoint.{key}: {paths[key]!r} is not a file (nor an hf:// reference)")
+        return paths
+
+    @classmethod
+    def spec(cls, checkpoint, options: dict | None = None) -> ModelSpec:
+        from transformers import LlamaConfig, WhisperConfig
+
+        from ..files import local_file
+        from .beats import beats_config
+
+        paths = _mapping(checkpoint)
+        try:
+            whisper = WhisperConfig.from_pretrained(paths["whisper"])
+        except OSError as exc:
+            raise load_error("the Whisper config", paths["whisper"], exc) from None
+        try:
+            llm = LlamaConfig.from_pretrained(paths["llm"])
+        except OSError as exc:
+            raise load_error("the LLaMA config", paths["llm"], exc) from None
+        beats = beats_config(local_file(paths["beats"], "BEATs checkpoint"))
+        width, layers = llm.hidden_size, llm.num_hidden_layers
+        text = stack(width, layers)
+        # the audio's "in" is the Q-Former's output as the LLM takes it: the length adaptation of the speech side
+        speech = [Point("enc", whisper.d_model + beats.encoder_embed_dim, -1.0, "encoder")] + stack(
+            width, layers, first="adaptor")
+        pairs = [("enc", "in", "enc")] + [(p.name, p.name, p.name) for p in text]
+        return ModelSpec(checkpoint=paths, points={"text": tuple(text), "speech": tuple(speech)},
+                         pairs=tuple(pairs), languages={"text": None, "speech": None}, max_seconds=None)
+
+    @classmethod
+    def text_tokenizer(cls, checkpoint, options: dict | None = None):
+        """The transcript's ids as `Salmonn.states` marks them: the prompt part holding the transcript, encoded
+        alone, less the template's and prompt's own tokens (a lone "▁" before the transcript included)."""
+        opts = cls.check_options(options or {}, "options")
+        tokenizer = Tokenizer(file_of(_mapping(checkpoint)["llm"], "tokenizer.model"))
+
+        def ids(text: str) -> list[int]:
+            parts = build_prompt(text, opts["prompt"], opts["template"])
+            side = parts.span[0]
+            part, mask = tokenizer.encode(parts.left if side == "left" else parts.right, parts.part_span(side))
+            return [i for i, keep in zip(part, mask) if keep]
+
+        return ids
+
+    def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
+        return self.model.states(waves, texts, prompt=self.options["prompt"], template=self.options["template"])
+
+
+def _mapping(checkpoint) -> dict[str, str]:
+    """The four references of a SALMONN checkpoint mapping, checked."""
+    if not isinstance(checkpoint, dict):
+        raise ConfigError(f"SALMONN checkpoint: expected 'tiny' or a mapping with the keys {', '.join(KEYS)}")
+    for key in checkpoint:
+        if key not in KEYS:
+            raise ConfigError(f"checkpoint.{key}: unknown SALMONN component; expected {', '.join(KEYS)}")
+    for key in KEYS:
+        if not isinstance(checkpoint.get(key), str) or not checkpoint[key]:
+            raise ConfigError(f"checkpoint.{key}: missing (the SALMONN checkpoint needs {', '.join(KEYS)})")
+    return {k: checkpoint[k] for k in KEYS}

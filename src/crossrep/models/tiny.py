@@ -1,0 +1,76 @@
+"""Small random models for demos and tests: one randomiser, one cached, atomic builder."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MARKER = "crossrep-tiny.json"  # written last: a folder without it is an unfinished build
+
+
+def randomise(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """Every floating parameter and persistent buffer drawn from `gen`: norm gains near 1, BatchNorm variances in
+    [0.5, 1.5), other vectors small, matrices scaled by 1/sqrt(fan-in) so that activations stay of order one."""
+    with torch.no_grad():
+        for sub in module.modules():
+            batch_norm = isinstance(sub, nn.modules.batchnorm._BatchNorm)
+            norm = batch_norm or type(sub).__name__.endswith("Norm")
+            tensors = list(sub.named_parameters(recurse=False)) + [
+                (n, b) for n, b in sub.named_buffers(recurse=False) if n not in sub._non_persistent_buffers_set]
+            for name, t in tensors:
+                if not t.is_floating_point():
+                    continue
+                noise = torch.randn(t.shape, generator=gen)
+                if name == "running_var":
+                    t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+                elif norm and name == "weight":
+                    t.copy_(1.0 + 0.2 * noise)
+                elif t.dim() <= 1:
+                    t.copy_(0.2 * noise)
+                else:
+                    t.copy_(noise / math.sqrt(t[0].numel()))
+    return module
+
+
+def cached(path: Path, build: Callable[[Path], object]) -> Path:
+    """`path`, built by `build(folder)` unless a finished build is there. The build runs in a sibling temporary
+    folder that is renamed into place, so an interrupted build leaves nothing that looks finished."""
+    path = Path(path)
+    if (path / MARKER).is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        build(work)
+        if not (work / MARKER).is_file():
+            raise RuntimeError(f"tiny-model builder for {path} wrote no {MARKER}")
+        if not (path / MARKER).is_file():  # else another process finished first: its build is as good
+            if path.exists():  # an unfinished earlier build: nothing of value in it
+                shutil.rmtree(path)
+            try:
+                work.rename(path)
+            except OSError:
+                if not (path / MARKER).is_file():
+                    raise
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    return path
+
+
+def write_marker(path: Path, what: str, **info) -> None:
+    """The marker that says what a tiny folder is and how it was made (seed, sizes)."""
+    text = json.dumps({"what": f"small random {what} built by crossrep for demos and tests; not a trained model",
+                       **info}, indent=1)
+    (Path(path) / MARKER).write_text(text)
+
+
+def read_marker(path: Path) -> dict:
+    return json.loads((Path(path) / MARKER).read_text())
