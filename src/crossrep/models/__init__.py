@@ -11,6 +11,7 @@ ADAPTERS = {
     "seamless_m4t_v2": "crossrep.models.seamless:SeamlessM4Tv2Adapter",
     "sonar": "crossrep.models.sonar:SonarAdapter",
     "salmonn": "crossrep.models.salmonn:SalmonnAdapter",
+    "qwen2_audio": "crossrep.models.qwen2_audio:Qwen2AudioAdapter",
 }
 
 

@@ -23,7 +23,6 @@ class ModelSpec:
     pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
     languages: dict[str, frozenset[str] | None]  # modality -> ISO codes it can take (None: any)
     advice: dict[str, str] = field(default_factory=dict)  # modality -> what to do about a missing language
-    max_seconds: float | None = None  # longest clip the model takes (None: any; longer clips are refused)
 
     def check_language(self, model: str, iso: str, modality: str) -> None:
         known = self.languages[modality]
@@ -52,6 +51,7 @@ class Adapter(ABC):
     Joint adapters (audio LLMs) also offer `embed_joint`, one forward pass for both modalities."""
 
     joint_inputs = False  # True: both modalities get (16 kHz clip, transcript) pairs (audio LLMs)
+    max_seconds: float | None = None  # longest clip the model takes; longer ones are refused naming the file
 
     @abstractmethod
     def __init__(self, checkpoint, options: dict, device: str = "auto", dtype: str = "float32"):
@@ -122,6 +122,8 @@ class Recorder:
 
     def output(self, module: torch.nn.Module, name: str) -> None:
         def hook(_mod, _args, out):
+            if hasattr(out, "last_hidden_state"):  # a transformers ModelOutput
+                out = out.last_hidden_state
             self.values[name] = out[0] if isinstance(out, tuple) else out
 
         self.handles.append(module.register_forward_hook(hook))

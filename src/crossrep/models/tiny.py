@@ -74,3 +74,22 @@ def write_marker(path: Path, what: str, **info) -> None:
 
 def read_marker(path: Path) -> dict:
     return json.loads((Path(path) / MARKER).read_text())
+
+
+def byte_bpe_tokenizer(special: list[str], vocab_size: int = 1500, pad: str | None = None):
+    """A fast byte-level BPE tokenizer (GPT-2 / Qwen style: offsets, added special tokens) trained on crossrep's
+    demo corpus, with `special` as added special tokens (the first one is also EOS, and PAD unless `pad`)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ..data.demo import corpus
+
+    lines = [line for lines in corpus().values() for line in lines]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(lines, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=special[0], pad_token=pad or special[0],
+                                   additional_special_tokens=special[1:])

@@ -60,7 +60,7 @@ class SalmonnAdapter(JointAdapter):
             width, layers, first="adaptor")
         pairs = [("enc", "in", "enc")] + [(p.name, p.name, p.name) for p in text]
         return ModelSpec(checkpoint=paths, points={"text": tuple(text), "speech": tuple(speech)},
-                         pairs=tuple(pairs), languages={"text": None, "speech": None}, max_seconds=None)
+                         pairs=tuple(pairs), languages={"text": None, "speech": None})
 
     @classmethod
     def text_tokenizer(cls, checkpoint, options: dict | None = None):
