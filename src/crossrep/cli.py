@@ -188,7 +188,7 @@ def _dispatch(args) -> int:
 
             if job.executor.kind != "slurm":
                 raise CrossrepError("--dry-run previews Slurm submissions: add --executor slurm --cluster PROFILE")
-            print(SlurmLauncher(job).preview(len(shards(job))))
+            print(SlurmLauncher(job).preview(list(range(len(shards(job))))))
             return 0
         submitted_only = job.executor.kind == "slurm" and not args.wait
         launcher(job).run(stages, wait=not submitted_only)

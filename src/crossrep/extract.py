@@ -12,17 +12,19 @@ import gc
 import logging
 import signal
 import sys
+from contextlib import ExitStack
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .config import Job, load_job
+from .data.audio import SAMPLE_RATE
 from .data.fleurs import FleursLanguage
 from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
 from .models import adapter_class
-from .plan import open_checked, shards as all_shards, write_resolved
+from .plan import open_checked, shards as all_shards, units, write_resolved
 from .store import ActivationStore, ShardKey, chunk_rows
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,10 @@ def shard_indices(job: Job, selection: list[str]) -> list[int]:
 def run_task(job_file: str, indices: list[int], progress: bool = True) -> dict:
     """Entry point of one extraction task (a submitit job or a Slurm array element): shards by index.
 
-    Each shard is written under its own lock. A failing shard records its error and the task goes on with
-    the next; an interrupt (Ctrl-C, a cancelled task) stops at once and marks nothing failed."""
+    Shards run in units (`plan.units`: an audio LLM's text and speech shard of a language together, in one
+    forward pass per batch); each shard is written under its own lock. A failing unit records its error in each
+    of its shards and the task goes on with the next; an interrupt (Ctrl-C, a cancelled task) stops at once and
+    marks nothing failed."""
     job = load_job(job_file)
     torch.set_num_threads(job.extract.threads)
     table = all_shards(job)
@@ -78,21 +82,26 @@ def run_task(job_file: str, indices: list[int], progress: bool = True) -> dict:
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        for i in indices:
-            key = table[i]
+        for unit in units(job, indices):
+            keys = [table[i] for i in unit]
             try:
-                with shard_lock(job.out, key):
-                    extractor.run(key)
+                with ExitStack() as locks:
+                    for key in keys:
+                        locks.enter_context(shard_lock(job.out, key))
+                    extractor.run(*keys)
             except Exception as exc:  # recorded per shard; the task still fails at the end
                 if interrupted:
                     raise KeyboardInterrupt from None
                 message = describe(exc, job.out)
-                try:
-                    store.mark(key, error=message)
-                except Exception:  # a full disk refuses the attribute write too: the message is still printed
-                    pass
-                failures[str(key)] = message
-                print(f"crossrep: shard {i} {key} failed: {message}", file=sys.stderr)
+                for i, key in zip(unit, keys):
+                    if store.state(key).complete:  # the other shard of a unit may have been done already
+                        continue
+                    try:
+                        store.mark(key, error=message)
+                    except Exception:  # a full disk refuses the attribute write too: the message is still printed
+                        pass
+                    failures[str(key)] = message
+                    print(f"crossrep: shard {i} {key} failed: {message}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
     if failures:
@@ -117,53 +126,90 @@ class Extractor:
                                       dtype=self.job.extract.dtype))
         return self._model[1]
 
-    def run(self, shard: ShardKey) -> None:
-        state = self.store.state(shard)
-        if state.complete:
+    def run(self, *shards: ShardKey) -> None:
+        """Extract the missing chunks of `shards`: one shard, or the text and speech shard of one language of a
+        joint model, computed together (one forward pass per batch, each shard written only what it lacks)."""
+        first = shards[0]
+        states = {s.modality: self.store.state(s) for s in shards}
+        keys = {s.modality: s for s in shards if not states[s.modality].complete}
+        if not keys:
             return
-        if state.error:
-            self.store.mark(shard, error=None)
-        ids = [int(i) for i in self.store.ids(shard)]
-        points = self.store.points(shard)
+        for modality, key in keys.items():
+            if states[modality].error:
+                self.store.mark(key, error=None)
+        ids = [int(i) for i in self.store.ids(first)]
+        for key in keys.values():
+            if [int(i) for i in self.store.ids(key)] != ids:  # a joint unit needs one sentence list
+                raise ModelError(f"{key}: its sentence ids differ from those of {first}; cannot extract them "
+                                 f"in one pass")
+        points = {m: self.store.points(k) for m, k in keys.items()}
         size = self.store.plan.chunk_size
-        todo = [c for c in range(state.n_chunks) if c not in set(state.chunks_done)]
-        lang = FleursLanguage(self.job.data.root, shard.lang, self.job.data.split, self.job.data.seed)
+        n_chunks = states[first.modality].n_chunks
+        done = {m: set(states[m].chunks_done) for m in keys}
+        todo = [c for c in range(n_chunks) if any(c not in done[m] for m in keys)]
+        lang = FleursLanguage(self.job.data.root, first.lang, self.job.data.split, self.job.data.seed)
         rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), size, c)]]
         wanted = [ids[r] for r in rows_todo]
-        adapter = self.adapter(shard.model)
+        adapter = self.adapter(first.model)
+        inputs = {}
+        if adapter.joint_inputs or "speech" in keys:
+            audio = lang.audio(wanted)
+            self.check_lengths(adapter, lang, wanted, audio)
         if adapter.joint_inputs:
-            inputs = dict(zip(wanted, zip(lang.audio(wanted), lang.texts(wanted))))
-        elif shard.modality == "text":
+            inputs = dict(zip(wanted, zip(audio, lang.texts(wanted))))
+        elif "text" in keys:
             inputs = dict(zip(wanted, lang.texts(wanted)))
         else:
-            inputs = dict(zip(wanted, lang.audio(wanted)))
-        bar = tqdm(total=len(ids), initial=len(ids) - len(rows_todo), desc=shard.key, unit="sent",
+            inputs = dict(zip(wanted, audio))
+        label = first.key if len(keys) == 1 else f"{first.model}/{'+'.join(keys)}/{first.lang}"
+        bar = tqdm(total=len(ids), initial=len(ids) - len(rows_todo), desc=label, unit="sent",
                    disable=not self.progress, file=sys.stderr, mininterval=1.0)
         for c in todo:
             chunk_ids = ids[chunk_rows(len(ids), size, c)]
-            values = self.chunk(adapter, shard, [inputs[i] for i in chunk_ids], chunk_ids, points, bar)
-            self.store.write_chunk(shard, c, values)
+            need = {m: points[m] for m in keys if c not in done[m]}
+            values = self.chunk(adapter, keys, need, [inputs[i] for i in chunk_ids], chunk_ids, bar)
+            for m in need:
+                self.store.write_chunk(keys[m], c, values[m])
         bar.close()
-        self.store.mark(shard, complete=True)
+        for key in keys.values():
+            self.store.mark(key, complete=True)
 
-    def chunk(self, adapter, shard: ShardKey, inputs: list, ids: list[int], points: tuple[str, ...], bar) -> dict:
-        """Pooled vectors for one chunk, rows in the chunk's id order; batches are length-sorted."""
+    def check_lengths(self, adapter, lang: FleursLanguage, ids: list[int], audio: list[np.ndarray]) -> None:
+        """Refuse clips longer than the model takes, naming the file (a model would cut them silently)."""
+        if adapter.max_seconds is None:
+            return
+        for sid, wave in zip(ids, audio):
+            if len(wave) > adapter.max_seconds * SAMPLE_RATE:
+                raise ModelError(f"{lang.dir}: clip {lang.sentences[sid].file} (sentence id {sid}) is "
+                                 f"{len(wave) / SAMPLE_RATE:.1f} s, longer than the {adapter.max_seconds:g} s "
+                                 f"{type(adapter).__name__} takes; leave the sentence's language out or cut the clip")
+
+    def chunk(self, adapter, shards: dict[str, ShardKey], points: dict[str, tuple[str, ...]], inputs: list,
+              ids: list[int], bar) -> dict[str, dict]:
+        """{modality: {point: pooled rows in the chunk's id order}}; batches are length-sorted, and a joint
+        adapter computes all modalities of a batch in one forward pass."""
         order = sorted(range(len(inputs)), key=lambda k: (_length(inputs[k]), k))
-        out: dict[str, np.ndarray] = {}
+        lang = next(iter(shards.values())).lang
+        out: dict[str, dict[str, np.ndarray]] = {m: {} for m in points}
         size = self.job.extract.batch_size
         for start in range(0, len(order), size):
             rows = order[start:start + size]
-            pooled = adapter.embed(shard.modality, shard.lang, [inputs[k] for k in rows], points)
-            for p in points:
-                values = pooled[p]
-                bad = ~np.isfinite(values).all(axis=1)
-                if bad.any():
-                    sid = ids[rows[int(np.argmax(bad))]]
-                    raise ModelError(f"{shard.key}: NaN or infinite activation at point {p!r} for sentence id "
-                                     f"{sid} (extract.dtype={self.job.extract.dtype})")
-                if p not in out:
-                    out[p] = np.empty((len(inputs), values.shape[1]), dtype=np.float32)
-                out[p][rows] = values.astype(np.float32)
+            batch = [inputs[k] for k in rows]
+            if adapter.joint_inputs:
+                pooled = adapter.embed_joint(lang, batch, points)
+            else:
+                pooled = {m: adapter.embed(m, lang, batch, p) for m, p in points.items()}
+            for m, names in points.items():
+                for p in names:
+                    values = pooled[m][p]
+                    bad = ~np.isfinite(values).all(axis=1)
+                    if bad.any():
+                        sid = ids[rows[int(np.argmax(bad))]]
+                        raise ModelError(f"{shards[m].key}: NaN or infinite activation at point {p!r} for "
+                                         f"sentence id {sid} (extract.dtype={self.job.extract.dtype})")
+                    if p not in out[m]:
+                        out[m][p] = np.empty((len(inputs), values.shape[1]), dtype=np.float32)
+                    out[m][p][rows] = values.astype(np.float32)
             bar.update(len(rows))
         return out
 
@@ -194,8 +240,9 @@ class ExtractTask:
         import submitit
 
         env = submitit.JobEnvironment()
-        if env.num_tasks > 1:
-            indices = indices[env.local_rank::env.num_tasks]
+        if env.num_tasks > 1:  # whole units per task: a joint unit's two shards stay with one writer
+            mine = units(load_job(job_file), indices)[env.local_rank::env.num_tasks]
+            indices = [i for unit in mine for i in unit]
             if torch.cuda.device_count() > 1:
                 torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
         return run_task(job_file, indices)

@@ -26,6 +26,26 @@ def shards(job: Job) -> list[ShardKey]:
     return [ShardKey(m.name, modality, lang) for m in job.models for modality in MODALITIES for lang in m.languages]
 
 
+def units(job: Job, indices: list[int]) -> list[list[int]]:
+    """`indices` grouped into units of work, in order of first appearance: the text and speech shard of one
+    language of an audio LLM (a joint adapter) form one unit, run by one task in one forward pass per batch;
+    every other shard is a unit of its own. Launchers distribute units, so each shard still has one writer."""
+    table = shards(job)
+    joint = {m.name for m in job.models if adapter_class(m.adapter).joint_inputs}
+    out: list[list[int]] = []
+    where: dict[tuple[str, str], list[int]] = {}
+    for i in indices:
+        key = table[i]
+        if key.model in joint and (key.model, key.lang) in where:
+            where[(key.model, key.lang)].append(i)
+            continue
+        unit = [i]
+        out.append(unit)
+        if key.model in joint:
+            where[(key.model, key.lang)] = unit
+    return out
+
+
 def checkpoint_cache(job: Job) -> Path:
     return job.out / "checkpoints"
 

@@ -13,7 +13,7 @@ import submitit
 
 from ..extract import ShardFailures, run_task
 from ..lock import alive, folder_lock
-from ..plan import shards
+from ..plan import shards, units
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
 from .base import STAGES, Launcher, collect, follow, report_shards, task_errors
@@ -53,8 +53,9 @@ class LocalLauncher(Launcher):
             keys = [str(k) for k in shards(self.job)]
             report_shards(store, self.job, indices, {i: ("(printed above)", errors.get(keys[i])) for i in indices})
             return
-        workers = min(self.job.executor.workers, len(indices))
-        groups = [indices[w::workers] for w in range(workers)]
+        todo = units(self.job, indices)  # an audio LLM's text and speech shard of a language stay together
+        workers = min(self.job.executor.workers, len(todo))
+        groups = [[i for unit in todo[w::workers] for i in unit] for w in range(workers)]
         jobs = self.executor("extract").map_array(run_task, [job_file] * workers, groups)
         try:
             follow(store, self.job, indices, lambda: not all(j.done() for j in jobs))

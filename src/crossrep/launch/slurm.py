@@ -17,6 +17,7 @@ import submitit
 from ..errors import CrossrepError
 from ..extract import ExtractTask
 from ..lock import folder_lock
+from ..plan import units
 from ..stages import aggregate_stage, reduce_stage
 from ..store import ActivationStore
 from .base import Launcher, collect, follow, report_shards, task_errors
@@ -108,10 +109,11 @@ class SlurmLauncher(Launcher):
         self._jobs = []
         after: list[str] = []
         if "extract" in stages and todo:
-            k = self.profile.shards_per_node
-            groups = [todo[i:i + k] for i in range(0, len(todo), k)]
+            k = self.profile.shards_per_node  # units per allocation, one task (GPU) each
+            work = units(self.job, todo)  # an audio LLM's text and speech shard of a language stay together
+            groups = [[i for unit in work[j:j + k] for i in unit] for j in range(0, len(work), k)]
             limit = max_array_size()
-            ex = self.executor("extract", self.profile.extract, tasks_per_node=min(k, len(todo)))
+            ex = self.executor("extract", self.profile.extract, tasks_per_node=min(k, len(work)))
             for start in range(0, len(groups), limit):
                 part = groups[start:start + limit]
                 submitted = ex.map_array(ExtractTask(), [job_file] * len(part), part)
@@ -131,14 +133,15 @@ class SlurmLauncher(Launcher):
             after = [submitted.job_id]
         return record
 
-    def preview(self, n_shards: int) -> str:
-        """The sbatch scripts `run` would submit for `n_shards` shards, without submitting anything."""
+    def preview(self, indices: list[int]) -> str:
+        """The sbatch scripts `run` would submit for the shards `indices`, without submitting anything."""
         from submitit.slurm.slurm import _make_sbatch_string
 
         k = self.profile.shards_per_node
-        tasks = -(-n_shards // k)
+        n_shards, n_units = len(indices), len(units(self.job, indices))
+        tasks = -(-n_units // k)
         parts = []
-        for stage, res, per_node, count in (("extract", self.profile.extract, min(k, n_shards), tasks),
+        for stage, res, per_node, count in (("extract", self.profile.extract, min(k, n_units), tasks),
                                             ("reduce", self.profile.reduce, 1, None),
                                             ("aggregate", self.profile.aggregate, 1, None)):
             ex = self.executor(stage, res, tasks_per_node=per_node, offline=True)

@@ -12,6 +12,7 @@ ADAPTERS = {
     "sonar": "crossrep.models.sonar:SonarAdapter",
     "salmonn": "crossrep.models.salmonn:SalmonnAdapter",
     "qwen2_audio": "crossrep.models.qwen2_audio:Qwen2AudioAdapter",
+    "audioflamingo3": "crossrep.models.audioflamingo3:AudioFlamingo3Adapter",
 }
 
 

@@ -1,13 +1,17 @@
-"""Qwen2-Audio adapter on a tiny random model in the hub's layout, against the model's own transformers forward
-pass with the family's own processor (ids expanded by the processor, `output_hidden_states=True`)."""
+"""Audio-LLM adapters native to transformers (Qwen2-Audio; Audio Flamingo 3, a short subclass of the same code) on
+tiny random models in the hub's layout, against each model's own transformers forward pass with the family's own
+processor (ids expanded by the processor, `output_hidden_states=True`)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 import torch
 
 from crossrep.errors import ConfigError, ModelError
+from crossrep.models.audioflamingo3 import AudioFlamingo3Adapter
 from crossrep.models.qwen2_audio import Qwen2AudioAdapter
 
 SR = 16_000
@@ -20,14 +24,25 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> str:
-    return Qwen2AudioAdapter.resolve("tiny", tmp_path_factory.mktemp("qwen2_audio"))
+# family -> (adapter, the model's own class, tokens of the default template before the audio)
+FAMILIES = {"qwen2_audio": (Qwen2AudioAdapter, "Qwen2AudioForConditionalGeneration", ["<|audio_bos|>"]),
+            "audioflamingo3": (AudioFlamingo3Adapter, "AudioFlamingo3ForConditionalGeneration",
+                               ["<|im_start|>", "us", "er", "Ċ"])}  # the tiny BPE splits "user"
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def adapter(checkpoint) -> Qwen2AudioAdapter:
-    return Qwen2AudioAdapter(checkpoint, {}, device="cpu")
+def checkpoint(tmp_path_factory, family) -> str:
+    return FAMILIES[family][0].resolve("tiny", tmp_path_factory.mktemp(family))
+
+
+@pytest.fixture(scope="module")
+def adapter(checkpoint, family):
+    return FAMILIES[family][0](checkpoint, {}, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +51,12 @@ def clips() -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (2.5, 7.0, 4.3)]
 
 
-def reference(checkpoint: str, wave: np.ndarray, text: str, template: str) -> dict:
+def reference(family: str, checkpoint: str, wave: np.ndarray, text: str, template: str) -> dict:
     """One clip through the processor and the full model; positions found on the processor's expanded text."""
-    from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+    import transformers
 
-    proc = AutoProcessor.from_pretrained(checkpoint)
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(checkpoint).eval()
+    proc = transformers.AutoProcessor.from_pretrained(checkpoint)
+    model = getattr(transformers, FAMILIES[family][1]).from_pretrained(checkpoint).eval()
     prompt = template.replace("{prompt}", text)
     inputs = proc(text=[prompt], audio=[wave], sampling_rate=SR, return_tensors="pt")
     kept = {}
@@ -68,23 +83,28 @@ def reference(checkpoint: str, wave: np.ndarray, text: str, template: str) -> di
             "text": {p: v[0][torch.from_numpy(transcript)].double().mean(0).numpy() for p, v in states.items()}}
 
 
-def test_positions_on_a_hand_checked_example(adapter, clips):
-    """2.5 s -> ceil(40000 / 160) = 250 mel frames -> 125 -> 62 audio tokens; template
-    <|audio_bos|> AUDIO x 62 <|audio_eos|> transcript: audio at 1..62, the transcript from 64 to the end."""
+def test_positions_on_a_hand_checked_example(adapter, family, clips):
+    """2.5 s -> 40000 / 160 = 250 mel frames -> 125 -> 62 audio tokens. Qwen2-Audio's template
+    <|audio_bos|> AUDIO x 62 <|audio_eos|> transcript: audio at 1..62, the transcript from 64 to the end;
+    Audio Flamingo 3's <|im_start|> us er \n <sound> x 62 transcript <|im_end|> ...: audio at 4..65, then the
+    transcript."""
     st = adapter.states([clips[0]], ["the dog"])
+    before = FAMILIES[family][2]
+    first = len(before)
+    assert adapter.tokenizer.convert_ids_to_tokens(st.input_ids[0, :first].tolist()) == before
     audio = torch.nonzero(st.audio[0]).flatten().tolist()
-    assert audio == list(range(1, 63))
+    assert audio == list(range(first, first + 62))
     transcript = torch.nonzero(st.transcript[0]).flatten().tolist()
-    n = int(st.valid[0].sum())
-    assert transcript == list(range(64, n))
-    assert adapter.tokenizer.decode(st.input_ids[0, 64:n]) == "the dog"
-    assert adapter.tokenizer.convert_ids_to_tokens(int(st.input_ids[0, 63])) == "<|audio_eos|>"
+    start = first + 62 + (family == "qwen2_audio")  # Qwen2-Audio closes the audio with <|audio_eos|>
+    assert transcript[0] == start and transcript == list(range(start, transcript[-1] + 1))
+    assert adapter.tokenizer.decode(st.input_ids[0, transcript]) == "the dog"
+    assert not st.transcript[0, transcript[-1] + 1:].any() and int(st.valid[0].sum()) >= transcript[-1] + 1
     assert int(st.enc_speech[0].sum()) == 62 and st.enc.shape[1] == 750
 
 
 @pytest.mark.parametrize("i", range(3))
-def test_pooled_states_equal_the_models_own_forward(checkpoint, adapter, clips, i):
-    ref = reference(checkpoint, clips[i], TEXTS[i], adapter.options["template"])
+def test_pooled_states_equal_the_models_own_forward(family, checkpoint, adapter, clips, i):
+    ref = reference(family, checkpoint, clips[i], TEXTS[i], adapter.options["template"])
     st = adapter.states([clips[i]], [TEXTS[i]])
     n = int(st.valid[0].sum())
     assert st.input_ids[0, :n].tolist() == ref["ids"].tolist()
@@ -94,7 +114,7 @@ def test_pooled_states_equal_the_models_own_forward(checkpoint, adapter, clips, 
     for modality, points in POINTS.items():
         for p in points:
             assert rel(out[modality][p][0], ref[modality][p]) < 1e-5, (modality, p)
-    clip_only = Qwen2AudioAdapter.__new__(Qwen2AudioAdapter)
+    clip_only = type(adapter).__new__(type(adapter))
     clip_only.__dict__.update(adapter.__dict__, options=dict(adapter.options, audio_positions="speech"))
     enc = clip_only.embed_joint("eng", [(clips[i], TEXTS[i])], {"speech": ("enc",)})["speech"]["enc"][0]
     assert rel(enc, ref["speech"]["enc_clip"]) < 1e-5
@@ -111,35 +131,38 @@ def test_batched_equals_one_at_a_time(adapter, clips):
                 assert rel(batch[modality][p][k], one[modality][p][0]) < 1e-5, (modality, p, k)
 
 
-def test_instruct_chat_template_finds_the_transcript(checkpoint, clips):
+def test_instruct_chat_template_finds_the_transcript(tmp_path, clips):
+    """Qwen2-Audio-Instruct's chat form (Audio Flamingo 3's default template is one already)."""
+    checkpoint = Qwen2AudioAdapter.resolve("tiny", tmp_path)
     template = ("<|im_start|>user\nAudio 1: <|audio_bos|><|AUDIO|><|audio_eos|>\n{prompt}<|im_end|>\n"
                 "<|im_start|>assistant\n")
     chat = Qwen2AudioAdapter(checkpoint, {"template": template, "prompt": "Repeat: {text}"}, device="cpu")
-    ref = reference(checkpoint, clips[1], "Repeat: " + TEXTS[1], template)
+    ref = reference("qwen2_audio", checkpoint, clips[1], "Repeat: " + TEXTS[1], template)
     st = chat.states([clips[1]], [TEXTS[1]])
     marked = chat.tokenizer.decode(st.input_ids[0][st.transcript[0]])
     assert marked.strip() == TEXTS[1]
     assert st.audio[0, :len(ref["audio"])].numpy().tolist() == ref["audio"].tolist()
 
 
-def test_bad_input_is_refused_with_its_cause(checkpoint, adapter):
-    with pytest.raises(ModelError, match=r"31.0 s is longer than the 30 s Qwen2-Audio"):
+def test_bad_input_is_refused_with_its_cause(adapter):
+    cls = type(adapter)
+    with pytest.raises(ModelError, match=rf"31.0 s is longer than the 30 s {cls.FAMILY}"):
         adapter.states([np.zeros(31 * SR, np.float32)], ["x"])
     with pytest.raises(ModelError, match="at least 2"):
         adapter.states([np.zeros(400, np.float32)], ["x"])
-    with pytest.raises(ConfigError, match=r"models\.q\.options\.template.*<\|AUDIO\|>"):
-        Qwen2AudioAdapter.check_options({"template": "{prompt}"}, "models.q.options")
+    with pytest.raises(ConfigError, match=r"models\.q\.options\.template.*" + re.escape(cls.PLACEHOLDER)):
+        cls.check_options({"template": "{prompt}"}, "models.q.options")
     with pytest.raises(ConfigError, match=r"options\.prompt.*special token <\|endoftext\|>"):
-        Qwen2AudioAdapter.check_options({"prompt": "{text}<|endoftext|>"}, "options")
-    with pytest.raises(ConfigError, match=r"options\.colour: unknown Qwen2-Audio option"):
-        Qwen2AudioAdapter.check_options({"colour": 1}, "options")
+        cls.check_options({"prompt": "{text}<|endoftext|>"}, "options")
+    with pytest.raises(ConfigError, match=rf"options\.colour: unknown {cls.FAMILY} option"):
+        cls.check_options({"colour": 1}, "options")
 
 
 def test_spec_and_token_ids_from_the_config(checkpoint, adapter):
-    spec = Qwen2AudioAdapter.spec(checkpoint, {})
+    spec = type(adapter).spec(checkpoint, {})
     assert [(p.name, p.width, p.kind) for p in spec.points["speech"][:2]] == [("enc", 32, "encoder"),
                                                                              ("in", 64, "adaptor")]
     assert [p.name for p in spec.points["text"]] == ["in", "1", "2", "out"]
     assert spec.pairs[0] == ("enc", "in", "enc")
-    ids = Qwen2AudioAdapter.text_tokenizer(checkpoint, {})(TEXTS[0])
+    ids = type(adapter).text_tokenizer(checkpoint, {})(TEXTS[0])
     assert adapter.tokenizer.decode(ids) == TEXTS[0]
