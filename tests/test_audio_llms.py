@@ -1,10 +1,12 @@
-"""Audio-LLM adapters native to transformers (Qwen2-Audio; Audio Flamingo 3, a short subclass of the same code) on
-tiny random models in the hub's layout, against each model's own transformers forward pass with the family's own
-processor (ids expanded by the processor, `output_hidden_states=True`)."""
+"""Audio-LLM adapters native to transformers (Qwen2-Audio, the Qwen2.5-Omni thinker, Audio Flamingo 3: one shared
+implementation) on tiny random models in the hub's layout, against each model's own transformers forward pass
+(`output_hidden_states=True`) on ids expanded by the family's own processor (for Omni, whose processor needs
+torchvision, by the processors' documented rule)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 
 from crossrep.errors import ConfigError, ModelError
 from crossrep.models.audioflamingo3 import AudioFlamingo3Adapter
+from crossrep.models.qwen2_5_omni import Qwen25OmniAdapter
 from crossrep.models.qwen2_audio import Qwen2AudioAdapter
 
 SR = 16_000
@@ -24,10 +27,22 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-# family -> (adapter, the model's own class, tokens of the default template before the audio)
-FAMILIES = {"qwen2_audio": (Qwen2AudioAdapter, "Qwen2AudioForConditionalGeneration", ["<|audio_bos|>"]),
-            "audioflamingo3": (AudioFlamingo3Adapter, "AudioFlamingo3ForConditionalGeneration",
-                               ["<|im_start|>", "us", "er", "Ċ"])}  # the tiny BPE splits "user"
+@dataclass(frozen=True)
+class Family:
+    adapter: type
+    model: str  # the model's own transformers class
+    before: list[str]  # tokens of the default template before the audio (the tiny BPE splits "user")
+    processor: bool  # the family's processor expands the ids (else: by hand, the processor needs torchvision)
+    padded: bool  # the tower computes Whisper's 30 s padding (750 frames)
+
+
+FAMILIES = {
+    "qwen2_audio": Family(Qwen2AudioAdapter, "Qwen2AudioForConditionalGeneration", ["<|audio_bos|>"], True, True),
+    "audioflamingo3": Family(AudioFlamingo3Adapter, "AudioFlamingo3ForConditionalGeneration",
+                             ["<|im_start|>", "us", "er", "Ċ"], True, True),
+    "qwen2_5_omni": Family(Qwen25OmniAdapter, "Qwen2_5OmniThinkerForConditionalGeneration",
+                           ["<|im_start|>", "us", "er", "Ċ", "<|audio_bos|>"], False, False),
+}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -37,12 +52,12 @@ def family(request) -> str:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, family) -> str:
-    return FAMILIES[family][0].resolve("tiny", tmp_path_factory.mktemp(family))
+    return FAMILIES[family].adapter.resolve("tiny", tmp_path_factory.mktemp(family))
 
 
 @pytest.fixture(scope="module")
 def adapter(checkpoint, family):
-    return FAMILIES[family][0](checkpoint, {}, device="cpu")
+    return FAMILIES[family].adapter(checkpoint, {}, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -51,35 +66,57 @@ def clips() -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (2.5, 7.0, 4.3)]
 
 
-def reference(family: str, checkpoint: str, wave: np.ndarray, text: str, template: str) -> dict:
-    """One clip through the processor and the full model; positions found on the processor's expanded text."""
+def expanded_inputs(family: str, checkpoint: str, wave: np.ndarray, prompt: str):
+    """The model's inputs for one clip: from the family's processor, or, where that needs torchvision, the
+    placeholder repeated by the processors' documented rule, n = ((frames - 1) // 2 + 1 - 2) // 2 + 1 for the
+    clip's mel frames, and the whole expanded text tokenised at once."""
     import transformers
 
-    proc = transformers.AutoProcessor.from_pretrained(checkpoint)
-    model = getattr(transformers, FAMILIES[family][1]).from_pretrained(checkpoint).eval()
-    prompt = template.replace("{prompt}", text)
-    inputs = proc(text=[prompt], audio=[wave], sampling_rate=SR, return_tensors="pt")
+    if FAMILIES[family].processor:
+        proc = transformers.AutoProcessor.from_pretrained(checkpoint)
+        return proc(text=[prompt], audio=[wave], sampling_rate=SR, return_tensors="pt"), proc.tokenizer
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    feats = transformers.AutoFeatureExtractor.from_pretrained(checkpoint)(
+        [wave], sampling_rate=SR, return_attention_mask=True, padding="max_length", return_tensors="pt")
+    frames = int(feats["attention_mask"].sum())
+    n = ((frames - 1) // 2 + 1 - 2) // 2 + 1
+    placeholder = FAMILIES[family].adapter.PLACEHOLDER
+    enc = tokenizer(prompt.replace(placeholder, placeholder * n), add_special_tokens=False, return_tensors="pt")
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+            "input_features": feats["input_features"], "feature_attention_mask": feats["attention_mask"]}, tokenizer
+
+
+def reference(family: str, checkpoint: str, wave: np.ndarray, text: str, template: str) -> dict:
+    """One clip through the model's own forward pass; positions found on the expanded text."""
+    import transformers
+
+    model = getattr(transformers, FAMILIES[family].model).from_pretrained(checkpoint).eval()
+    inputs, tokenizer = expanded_inputs(family, checkpoint, wave, template.replace("{prompt}", text))
     kept = {}
-    handles = [model.model.audio_tower.register_forward_hook(lambda m, a, o: kept.update(enc=o.last_hidden_state)),
-               model.model.language_model.layers[-1].register_forward_hook(
-                   lambda m, a, o: kept.update(last=o[0] if isinstance(o, tuple) else o))]
+    tower = model.model.audio_tower
+    if FAMILIES[family].padded:
+        hook = tower.register_forward_hook(lambda m, a, o: kept.update(enc=o.last_hidden_state[0]))
+    else:  # the tower's state before its final norm and projection, packed (frames, D)
+        hook = tower.ln_post.register_forward_hook(lambda m, a, o: kept.update(enc=a[0]))
+    handles = [hook, model.model.language_model.layers[-1].register_forward_hook(
+        lambda m, a, o: kept.update(last=o[0] if isinstance(o, tuple) else o))]
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
     for h in handles:
         h.remove()
     ids = inputs["input_ids"][0]
     audio = (ids == model.config.audio_token_id).numpy()
-    expanded = proc.tokenizer.decode(ids)
+    expanded = tokenizer.decode(ids)
     at = expanded.rindex(text)
-    enc = proc.tokenizer(expanded, add_special_tokens=False, return_offsets_mapping=True)
-    assert enc["input_ids"] == ids.tolist()  # the expanded text tokenises back to the processor's ids
+    enc = tokenizer(expanded, add_special_tokens=False, return_offsets_mapping=True)
+    assert enc["input_ids"] == ids.tolist()  # the expanded text tokenises back to the model's ids
     transcript = np.array([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"]])
     hs = out.hidden_states
     states = {"in": hs[0], "1": hs[1], "2": kept["last"], "out": hs[-1]}
     n = int(audio.sum())
     return {"audio": audio, "transcript": transcript, "ids": ids,
             "speech": {p: v[0][torch.from_numpy(audio)].double().mean(0).numpy() for p, v in states.items()}
-            | {"enc": kept["enc"][0].double().mean(0).numpy(), "enc_clip": kept["enc"][0, :n].double().mean(0).numpy()},
+            | {"enc": kept["enc"].double().mean(0).numpy(), "enc_clip": kept["enc"][:n].double().mean(0).numpy()},
             "text": {p: v[0][torch.from_numpy(transcript)].double().mean(0).numpy() for p, v in states.items()}}
 
 
@@ -87,19 +124,20 @@ def test_positions_on_a_hand_checked_example(adapter, family, clips):
     """2.5 s -> 40000 / 160 = 250 mel frames -> 125 -> 62 audio tokens. Qwen2-Audio's template
     <|audio_bos|> AUDIO x 62 <|audio_eos|> transcript: audio at 1..62, the transcript from 64 to the end;
     Audio Flamingo 3's <|im_start|> us er \n <sound> x 62 transcript <|im_end|> ...: audio at 4..65, then the
-    transcript."""
+    transcript; Qwen2.5-Omni's <|im_start|> us er \n <|audio_bos|> AUDIO x 62 <|audio_eos|> transcript ...: audio
+    at 5..66, the transcript from 68."""
     st = adapter.states([clips[0]], ["the dog"])
-    before = FAMILIES[family][2]
+    before = FAMILIES[family].before
     first = len(before)
     assert adapter.tokenizer.convert_ids_to_tokens(st.input_ids[0, :first].tolist()) == before
     audio = torch.nonzero(st.audio[0]).flatten().tolist()
     assert audio == list(range(first, first + 62))
     transcript = torch.nonzero(st.transcript[0]).flatten().tolist()
-    start = first + 62 + (family == "qwen2_audio")  # Qwen2-Audio closes the audio with <|audio_eos|>
+    start = first + 62 + (family != "audioflamingo3")  # the Qwen families close the audio with <|audio_eos|>
     assert transcript[0] == start and transcript == list(range(start, transcript[-1] + 1))
     assert adapter.tokenizer.decode(st.input_ids[0, transcript]) == "the dog"
     assert not st.transcript[0, transcript[-1] + 1:].any() and int(st.valid[0].sum()) >= transcript[-1] + 1
-    assert int(st.enc_speech[0].sum()) == 62 and st.enc.shape[1] == 750
+    assert int(st.enc_speech[0].sum()) == 62 and st.enc.shape[1] == (750 if FAMILIES[family].padded else 62)
 
 
 @pytest.mark.parametrize("i", range(3))
@@ -118,7 +156,10 @@ def test_pooled_states_equal_the_models_own_forward(family, checkpoint, adapter,
     clip_only.__dict__.update(adapter.__dict__, options=dict(adapter.options, audio_positions="speech"))
     enc = clip_only.embed_joint("eng", [(clips[i], TEXTS[i])], {"speech": ("enc",)})["speech"]["enc"][0]
     assert rel(enc, ref["speech"]["enc_clip"]) < 1e-5
-    assert rel(enc, ref["speech"]["enc"]) > 1e-3  # the padding frames change the "all" pooling
+    if FAMILIES[family].padded:
+        assert rel(enc, ref["speech"]["enc"]) > 1e-3  # the padding frames change the "all" pooling
+    else:
+        assert rel(enc, ref["speech"]["enc"]) < 1e-5  # a tower that never sees padding
 
 
 def test_batched_equals_one_at_a_time(adapter, clips):

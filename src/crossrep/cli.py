@@ -27,7 +27,16 @@ JOB is a YAML file, an output folder (its job.yaml), or the name of a bundled jo
 to demo. One command writes to an output folder at a time: a second is refused, naming the first.
 Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/,
 <out>/report/index.html (`crossrep report JOB`).
+
+model families (a job's `models[i].adapter`; README: Models):
+{families}
 """
+
+
+def families() -> str:
+    from .models import SUMMARIES
+
+    return "\n".join(f"  {name:<16} {text}" for name, text in SUMMARIES.items())
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -39,12 +48,12 @@ def _job_args(p: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="crossrep",
-        description="Compare how multimodal models (SeamlessM4T v2, SONAR, SALMONN-7B) represent the same "
+        description="Compare how multimodal models (SeamlessM4T v2, SONAR, SALMONN-7B, audio LLMs) represent the same "
                     "sentence across languages and across text and speech: extract pooled per-layer "
                     "activations, score every language pair (SVCCA, PWCCA, CKA, debiased CKA, mutual kNN), "
                     "with a permutation null and bootstrap intervals, draw the figures, test the study's six findings "
                     "and write a self-contained HTML report.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG.format(families=families()), formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
     top.add_argument("--version", action="version", version=f"crossrep {__version__}")

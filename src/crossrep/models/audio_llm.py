@@ -47,7 +47,7 @@ class AudioLLM(JointAdapter):
         self.checkpoint, self.options = checkpoint, self.check_options(options or {}, "options")
         self.device, self.dtype = pick_device(device), DTYPES[dtype]
         try:
-            model = getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype)
+            model = self.load_model(checkpoint)
             self.features = transformers.AutoFeatureExtractor.from_pretrained(checkpoint)
         except OSError as exc:
             raise load_error(self.FAMILY, checkpoint, exc) from None
@@ -62,6 +62,11 @@ class AudioLLM(JointAdapter):
 
     # ------------------------------------------------------------------ family hooks
 
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        import transformers
+
+        return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype)
+
     def backbone(self) -> torch.nn.Module:
         """The module that merges audio into the ids and runs the decoder, without the LM head."""
         return self.model.model
@@ -75,6 +80,17 @@ class AudioLLM(JointAdapter):
     def token_counts(self, mel_frames: torch.Tensor) -> torch.Tensor:
         """Audio tokens (= tower frames) per clip from its valid mel frames, by the tower's own rule."""
         return self.tower()._get_feat_extract_output_lengths(mel_frames)[1]
+
+    def record_encoder(self, rec: Recorder) -> None:
+        """Hook that keeps "enc": here the tower's output, (B, frames of 30 s, D)."""
+        rec.output(self.tower(), "enc")
+
+    def encoder_states(self, enc: torch.Tensor, counts: list[int]) -> tuple[torch.Tensor, ...]:
+        """(enc, valid, speech): the recorded tower states as (B, T, D) and two (B, T) masks, every frame the
+        tower computed and those covering the clip."""
+        frames = torch.arange(enc.shape[1], device=enc.device)
+        speech = frames[None, :] < torch.tensor(counts, device=enc.device)[:, None]
+        return enc, torch.ones_like(speech), speech
 
     # ------------------------------------------------------------------ no weights needed
 
@@ -170,18 +186,17 @@ class AudioLLM(JointAdapter):
                             audio_id=self.audio_id, n_audio=n, n_speech=n))
         t = pad_rows(rows, self.pad_id, self.device)
         rec = Recorder()
-        rec.output(self.tower(), "enc")
+        self.record_encoder(rec)
         rec.layers(self.layers(), first_input=False)
         try:
             out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(), input_features=feats,
                                   **{self.MASK_KWARG: mel_mask}, output_hidden_states=True, use_cache=False)
         finally:
             rec.remove()
-        enc = rec.values["enc"]
-        frames = torch.arange(enc.shape[1], device=self.device)
+        enc, enc_valid, enc_speech = self.encoder_states(rec.values["enc"], counts)
         n_layers = len(self.layers())
         return JointStates(
-            enc=enc, enc_speech=frames[None, :] < torch.tensor(counts, device=self.device)[:, None],
+            enc=enc, enc_valid=enc_valid, enc_speech=enc_speech,
             hidden=(out.hidden_states[0],) + tuple(rec.values[str(i)] for i in range(1, n_layers + 1)),
             out=out.hidden_states[-1], valid=t["valid"], audio=t["audio"], speech=t["speech"],
             transcript=t["transcript"], prompt=t["valid"] & ~t["audio"], input_ids=t["ids"])

@@ -133,6 +133,7 @@ class JointStates:
     """States of a batch of joint (audio, text) sequences, right-padded to N positions."""
 
     enc: torch.Tensor  # (B, T, D): the audio encoder's output as the model's adaptor takes it
+    enc_valid: torch.Tensor  # bool (B, T): frames the encoder computed (padding to a fixed window included)
     enc_speech: torch.Tensor  # bool (B, T): encoder frames that cover part of the clip
     hidden: tuple[torch.Tensor, ...]  # L + 1 tensors (B, N, H): [0] input embeddings, [k] raw output of layer k
     out: torch.Tensor  # (B, N, H): the final norm applied to layer L's output
@@ -179,7 +180,7 @@ class JointAdapter(Adapter):
         every = self.options["audio_positions"] == "all"
         masks = {"speech": st.audio if every else st.speech,
                  "text": st.transcript if self.options["text_positions"] == "transcript" else st.prompt}
-        enc_mask = torch.ones_like(st.enc_speech) if every else st.enc_speech
+        enc_mask = st.enc_valid if every else st.enc_speech
         out = {}
         for modality, names in points.items():
             pooled = {}

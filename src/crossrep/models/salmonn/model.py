@@ -288,7 +288,8 @@ class Salmonn:
         frames = torch.arange(enc.shape[1], device=self.device)
         real = torch.tensor([r for _, r in rows], device=self.device)
         return JointStates(
-            enc=enc, enc_speech=frames[None, :] < real[:, None],
+            enc=enc, enc_valid=torch.ones_like(enc[..., 0], dtype=torch.bool),
+            enc_speech=frames[None, :] < real[:, None],
             hidden=(embeds,) + tuple(rec.values[str(i)] for i in range(1, layers + 1)), out=out.last_hidden_state,
             valid=valid, audio=audio, speech=t["speech"], transcript=t["transcript"], prompt=valid & ~audio,
             input_ids=ids.masked_fill(audio, -1),
