@@ -143,3 +143,13 @@ def test_extract_takes_a_shard_key(make_job):
     assert not store.state(ShardKey("seamless", "text", "eng")).chunks_done
     proc = _cli("extract", path, "--shard", "seamless/text/xxx")
     assert proc.returncode == 2 and "--shard 'seamless/text/xxx': neither an index 0..3 nor a shard" in proc.stderr
+
+
+def test_help_lists_every_model_family():
+    from crossrep.cli import parser
+    from crossrep.models import ADAPTERS, SUMMARIES
+
+    assert list(SUMMARIES) == list(ADAPTERS)
+    text = parser().format_help()
+    for name in ADAPTERS:
+        assert f"  {name} " in text

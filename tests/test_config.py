@@ -11,9 +11,11 @@ def test_bundled_jobs_load():
     demo = load_job("demo")
     assert demo.name == "demo" and len(demo.data.languages) == 36 and demo.models[0].checkpoint == "tiny"
     assert demo.models[0].points == {"text": None, "speech": None}
-    seamless, sonar, salmonn = demo.models
+    seamless, sonar, salmonn, qwen2_audio, omni = demo.models
     assert len(seamless.languages) == 30 and len(sonar.languages) == 30 and sonar.adapter == "sonar"
     assert salmonn.adapter == "salmonn" and salmonn.languages == seamless.languages
+    assert (qwen2_audio.adapter, omni.adapter) == ("qwen2_audio", "qwen2_5_omni")
+    assert qwen2_audio.languages == omni.languages and len(omni.languages) == 9  # trimmed: the demo stays short
     assert set(seamless.languages) - set(sonar.languages) == {"amh", "ell", "hye", "kat", "khm", "sna"}
 
 
@@ -45,8 +47,8 @@ def test_paper_job_names_unset_environment_variable(monkeypatch):
 def test_overrides_are_yaml_values():
     job = load_job("demo", ["extract.batch_size=1", "data.languages=[eng,deu]", "models.0.checkpoint=/x/y",
                             "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]",
-                            "models.2.languages=[eng,deu]",
-                            "similarity.epsilon=1e-6"])
+                            "models.2.languages=[eng,deu]", "models.3.languages=[eng,deu]",
+                            "models.4.languages=[eng,deu]", "similarity.epsilon=1e-6"])
     assert job.extract.batch_size == 1 and job.data.languages == ("eng", "deu")
     assert job.models[0].checkpoint == "/x/y" and job.models[0].languages == ("eng", "deu")
     assert job.similarity.epsilon == 1e-6
@@ -58,7 +60,7 @@ def test_overrides_are_yaml_values():
     ("extract.batch_size=0", r"extract.batch_size: expected an integer >= 1, got 0"),
     ("extract.batchsize=4", r"extract.batchsize: unknown key \(did you mean 'batch_size'\?\)"),
     ("data.languages=[eng,xx]", r"data.languages: unknown language 'xx'"),
-    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, sonar, salmonn, got 'sonarr'"),
+    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, sonar, salmonn, .*hf_encoders, got 'sonarr'"),
     ("models.0.languages=[eng,amh,xx]", r"models\[0\].languages: unknown language 'xx'"),
     ("models.0.points.text=layer3", r"models\[0\].points.text: expected 'all' or a list"),
     ("similarity.variance=1.5", r"similarity.variance: expected a number in \[1e-06, 1.0\], got 1.5"),
@@ -93,7 +95,7 @@ def test_duplicate_model_names_and_bad_override_syntax():
         parse_job(raw)
     with pytest.raises(ConfigError, match=r"expected KEY=VALUE"):
         apply_override(raw, "extract.batch_size")
-    with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 4"):
+    with pytest.raises(ConfigError, match=r"'7' is not an index of a list of 6"):
         apply_override(raw, "models.7.name=x")
 
 
@@ -117,7 +119,8 @@ def test_adapter_without_options_refuses_them(tmp_path):
 
     job = load_job("demo", ["models.0.options={prompt: hi}", f"out={tmp_path}/o", f"data.root={tmp_path}/d",
                             "data.languages=[eng,deu]", "models.0.languages=[eng,deu]", "models.1.languages=[eng,deu]",
-                            "models.2.languages=[eng,deu]"])
+                            "models.2.languages=[eng,deu]", "models.3.languages=[eng,deu]",
+                            "models.4.languages=[eng,deu]"])
     with pytest.raises(ConfigError, match=r"models\[0\].options.prompt: the SeamlessM4Tv2Adapter takes no options"):
         create_store(job, progress=False)
 
@@ -136,3 +139,17 @@ def test_statistics_and_analysis_keys(make_job):
                               ("analysis.alhpa=0.1", r"analysis.alhpa: unknown key \(did you mean 'alpha'\?\)")):
         with pytest.raises(ConfigError, match=message):
             load_job(make_job(), [override])
+
+
+def test_bundled_model_jobs_name_real_hub_ids(monkeypatch, tmp_path):
+    monkeypatch.setenv("CROSSREP_OUT", str(tmp_path / "out"))
+    monkeypatch.setenv("FLEURS_ROOT", str(tmp_path / "fleurs"))
+    encoders = {m.name: (m.adapter, m.checkpoint) for m in load_job("encoders").models}
+    assert encoders["labse_w2vbert"] == ("hf_encoders", {"text": "sentence-transformers/LaBSE",
+                                                         "speech": "facebook/w2v-bert-2.0"})
+    assert encoders["seamless_encoders"][1] == {"text": "facebook/seamless-m4t-v2-large",
+                                                "speech": "facebook/seamless-m4t-v2-large"}
+    llms = {m.name: (m.adapter, m.checkpoint) for m in load_job("audio-llms").models}
+    assert llms == {"qwen2_audio": ("qwen2_audio", "Qwen/Qwen2-Audio-7B"),
+                    "qwen2_5_omni": ("qwen2_5_omni", "Qwen/Qwen2.5-Omni-7B"),
+                    "audioflamingo3": ("audioflamingo3", "nvidia/audio-flamingo-3-hf")}

@@ -19,7 +19,7 @@ from . import languages as langs
 from .errors import ConfigError
 
 MODALITIES = ("text", "speech")
-BUNDLED_JOBS = ("demo", "paper")
+BUNDLED_JOBS = ("demo", "paper", "encoders", "audio-llms")
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,10 @@ class SlurmLauncher(Launcher):
             if stage != "extract":
                 ex.update_parameters(dependency=f"afterok:<{'extract' if stage == 'reduce' else 'reduce'} job id>")
             command = f"{sys.executable} -u -m submitit.core._submit {ex.folder}"
-            parts.append(f"# --- {stage}" + (f": {count} array tasks for {n_shards} shards" if count else "") + "\n"
+            units_note = f" ({n_units} units: an audio LLM's two shards of a language run together)" \
+                if n_units != n_shards else ""
+            parts.append(f"# --- {stage}" + (f": {count} array tasks for {n_shards} shards{units_note}" if count else "")
+                         + "\n"
                          + _make_sbatch_string(command=command, folder=ex.folder, map_count=count, **ex.parameters))
         return "\n".join(parts)
 

@@ -14,6 +14,7 @@ ADAPTERS = {
     "qwen2_audio": "crossrep.models.qwen2_audio:Qwen2AudioAdapter",
     "qwen2_5_omni": "crossrep.models.qwen2_5_omni:Qwen25OmniAdapter",
     "audioflamingo3": "crossrep.models.audioflamingo3:AudioFlamingo3Adapter",
+    "hf_encoders": "crossrep.models.hf_encoders:HFEncodersAdapter",
 }
 
 
@@ -23,7 +24,9 @@ SUMMARIES = {
     "sonar": "SONAR's text encoder and per-language speech encoders (official checkpoints); in, 1..L, pool",
     "salmonn": "SALMONN-7B (official .pth + Whisper + BEATs + Vicuna); joint pass; enc, in, 1..L, out",
     "qwen2_audio": "Qwen2-Audio-7B(-Instruct) (transformers); joint pass; enc, in, 1..L, out",
+    "qwen2_5_omni": "Qwen2.5-Omni's thinker (transformers); joint pass; enc, in, 1..L, out",
     "audioflamingo3": "Audio Flamingo 3 (transformers); joint pass; enc, in, 1..L, out",
+    "hf_encoders": "any transformers text encoder with any speech encoder; in, 1..L (+ pool)",
 }
 
 
