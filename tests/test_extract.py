@@ -115,3 +115,45 @@ def test_store_refuses_a_different_job(make_job):
         create_store(other, progress=False)
     g = zarr.open_group(str(other.out / "activations.zarr"), mode="r")
     assert g["seamless/text/eng"].attrs["chunks_done"] == []
+
+
+def test_feature_workers_change_nothing_and_timing_is_recorded(make_job):
+    """Featurized in a DataLoader worker or in the task: byte-identical stores; each shard's timing record has
+    every stage, its sentence count, and `status --timing` shows it."""
+    from crossrep.status import render_timing
+    from crossrep.timing import STAGES
+
+    inline = _extract(make_job("inline", **{"extract.feature_workers": 0}))
+    worker = _extract(make_job("worker", **{"extract.feature_workers": 1}))
+    a, b = (tree_bytes(j.out / "activations.zarr") for j in (inline, worker))
+    assert a.keys() == b.keys() and len(a) > 100
+    assert {k: v for k, v in a.items() if k != "zarr.json"} == {k: v for k, v in b.items() if k != "zarr.json"}
+    store = ActivationStore(worker.out)
+    for key in shards(worker):
+        t = store.state(key).timing
+        assert set(t["seconds"]) == set(STAGES) and t["sentences"] == len(store.ids(key))
+        assert t["seconds"]["forward"] > 0 and t["seconds"]["features"] > 0 and t["feature_workers"] == 1
+        assert 0 <= t["padding"] < 1 and t["unit"] == [str(key)]
+    assert sum(store.state(k).timing["seconds"]["load"] > 0 for k in shards(worker)) == 1  # one model load
+    text = render_timing(worker)
+    assert "total seamless" in text and "total all" in text and "seamless/speech/khm" in text
+    assert not (worker.out / "activations.zarr" / "activations.timing").exists()  # beside the store, not in it
+
+
+def test_batches_by_a_seconds_budget_bound_the_padding(make_job):
+    from crossrep.extract import Extractor
+
+    job = load_job(make_job("budget", **{"extract.batch_size": 8, "extract.batch_seconds": 3.0}))
+    extractor = Extractor(job, None, progress=False)
+    rng = np.random.default_rng(0)
+    clips = [np.zeros(int(s * 16000), np.float32) for s in rng.uniform(0.3, 2.5, 40)]
+    batches = extractor.batches(clips)
+    assert sorted(r for b in batches for r in b) == list(range(40))
+    assert all(len(b) <= 8 and (len(b) == 1 or len(b) * max(len(clips[r]) for r in b) <= 3.0 * 16000)
+               for b in batches)
+    assert batches == extractor.batches(clips)  # the same lengths, the same batches
+    lengths = [len(c) for c in clips]
+    assert [len(b) for b in batches] != [8] * 5  # the budget, not the size, cut them
+    texts = ["x" * n for n in range(40)]
+    assert [len(b) for b in extractor.batches(texts)] == [8] * 5  # text: by batch_size alone
+    assert all(lengths[b[i]] <= lengths[b[i + 1]] for b in batches for i in range(len(b) - 1))

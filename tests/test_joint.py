@@ -33,13 +33,13 @@ def salmonn_job(tmp_path, demo_root):
 def count_states(monkeypatch):
     """Counts sentences through SALMONN's forward pass (the real one: the wrapper only counts)."""
     counted = []
-    real = Salmonn.states
+    real = Salmonn.run
 
-    def counting(self, waveform, text, *args, **kwargs):
-        counted.append(len(text))
-        return real(self, waveform, text, *args, **kwargs)
+    def counting(self, prepared):
+        counted.append(len(prepared["waves"]))
+        return real(self, prepared)
 
-    monkeypatch.setattr(Salmonn, "states", counting)
+    monkeypatch.setattr(Salmonn, "run", counting)
     return counted
 
 

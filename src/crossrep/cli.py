@@ -18,6 +18,7 @@ examples:
   crossrep run demo --set out=runs/demo-b1 --set extract.batch_size=1   a variant in its own folder
   crossrep status demo                          complete / partial / failed / missing per shard
   crossrep status runs/demo --verify            read every chunk back; damaged ones are recomputed by `run`
+  crossrep status demo --timing                 where extraction spent its time, per shard and stage
   crossrep extract demo --shard 3               one shard in this process (for sbatch arrays)
   crossrep run paper --executor slurm --cluster horeka   submit the array, reduce and aggregate jobs
   crossrep resume paper --executor slurm --cluster horeka  resubmit what is not complete
@@ -116,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="read back every chunk recorded as done (file, checksums, finite values); name each "
                         "damaged one and mark it not done, so that `run` or `resume` recomputes exactly those")
+    p.add_argument("--timing", action="store_true",
+                   help="seconds per extraction stage of each finished shard (model load, audio, features, waiting "
+                        "for features, forward, pooling copy, write), the forward pass's share of the time and the "
+                        "padding share of the batches")
 
     p = sub.add_parser("repair", help="rebuild a store whose root metadata is lost, keeping verified chunks",
                        description="Rebuild the metadata of <out>/activations.zarr from the job's plan where its root "
@@ -240,10 +245,12 @@ def _dispatch(args) -> int:
         print(stage(str(write_resolved(job))))
         return 0
     if args.command == "status":
-        from .status import render
+        from .status import render, render_timing
 
         text, ok = render(job, show_all=args.all, verify=args.verify)
         print(text)
+        if args.timing:
+            print(render_timing(job))
         return 0 if ok else 1
     if args.command == "repair":
         from .lock import folder_lock

@@ -52,6 +52,9 @@ class ExtractConfig:
     dtype: str
     device: str
     threads: int  # CPU threads per task; float results are reproducible only for the same count
+    batch_seconds: float  # > 0: a speech batch holds at most this many seconds of padded audio (0: off)
+    feature_workers: int  # DataLoader processes featurizing batches ahead of the forward pass (0: in the task)
+    shards_per_task: int  # units of shards one array task extracts with one loaded model
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,9 @@ def parse_job(raw: dict, source: str = "") -> Job:
         dtype=e.choice("dtype", ("float32", "bfloat16", "float16"), "float32"),
         device=e.choice("device", ("auto", "cpu", "cuda"), "auto"),
         threads=e.int("threads", 1, minimum=1),
+        batch_seconds=e.float("batch_seconds", 0.0),
+        feature_workers=e.int("feature_workers", 1),
+        shards_per_task=e.int("shards_per_task", 1, minimum=1),
     )
     e.done()
 

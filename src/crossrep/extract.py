@@ -12,10 +12,12 @@ import gc
 import logging
 import signal
 import sys
+import time
 from contextlib import ExitStack
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .config import Job, load_job
@@ -24,8 +26,10 @@ from .data.fleurs import FleursLanguage
 from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
 from .models import adapter_class
+from .models.base import to_host
 from .plan import open_checked, shards as all_shards, units, write_resolved
 from .store import ActivationStore, ShardKey, chunk_rows
+from .timing import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,7 @@ class Extractor:
     def __init__(self, job: Job, store: ActivationStore, progress: bool = True):
         self.job, self.store, self.progress = job, store, progress
         self._model: tuple[str, object] | None = None
+        self.load_seconds = 0.0  # model loading not yet charged to a shard
 
     def adapter(self, model: str):
         if self._model is None or self._model[0] != model:
@@ -122,13 +127,18 @@ class Extractor:
             gc.collect()
             plan = self.store.model(model)
             cls = adapter_class(plan.adapter)
+            start = time.perf_counter()
             self._model = (model, cls(plan.checkpoint, plan.options, device=self.job.extract.device,
                                       dtype=self.job.extract.dtype))
+            self.load_seconds += time.perf_counter() - start
         return self._model[1]
 
     def run(self, *shards: ShardKey) -> None:
         """Extract the missing chunks of `shards`: one shard, or the text and speech shard of one language of a
-        joint model, computed together (one forward pass per batch, each shard written only what it lacks)."""
+        joint model, computed together (one forward pass per batch, each shard written only what it lacks).
+
+        Batches are featurized by `extract.feature_workers` DataLoader processes ahead of the forward pass;
+        where the time went is recorded with each shard (`crossrep status --timing`)."""
         first = shards[0]
         states = {s.modality: self.store.state(s) for s in shards}
         keys = {s.modality: s for s in shards if not states[s.modality].complete}
@@ -144,35 +154,106 @@ class Extractor:
                                  f"in one pass")
         points = {m: self.store.points(k) for m, k in keys.items()}
         size = self.store.plan.chunk_size
-        n_chunks = states[first.modality].n_chunks
         done = {m: set(states[m].chunks_done) for m in keys}
-        todo = [c for c in range(n_chunks) if any(c not in done[m] for m in keys)]
-        lang = FleursLanguage(self.job.data.root, first.lang, self.job.data.split, self.job.data.seed)
-        rows_todo = [r for c in todo for r in range(len(ids))[chunk_rows(len(ids), size, c)]]
-        wanted = [ids[r] for r in rows_todo]
+        todo = [c for c in range(states[first.modality].n_chunks) if any(c not in done[m] for m in keys)]
         adapter = self.adapter(first.model)
-        inputs = {}
+        clock = StageClock(getattr(adapter, "device", None))
+        clock.add("load", self.load_seconds)
+        self.load_seconds = 0.0
+        with clock("audio"):
+            inputs = self.inputs(adapter, first.lang, keys, [ids[r] for c in todo
+                                                             for r in range(len(ids))[chunk_rows(len(ids), size, c)]])
+        batches = [(c, rows) for c in todo for rows in self.batches(
+            [inputs[i] for i in ids[chunk_rows(len(ids), size, c)]])]
+        last = {c: k for k, (c, _) in enumerate(batches)}  # the batch that completes chunk c
+        total = sum(len(rows) for _, rows in batches)
+        bar = tqdm(total=len(ids), initial=len(ids) - total, unit="sent", disable=not self.progress, file=sys.stderr,
+                   desc=first.key if len(keys) == 1 else f"{first.model}/{'+'.join(keys)}/{first.lang}",
+                   mininterval=1.0)
+        chunk_inputs = {c: [inputs[i] for i in ids[chunk_rows(len(ids), size, c)]] for c in todo}
+        work = Featurized(adapter, first.lang, sorted(keys), [[chunk_inputs[c][k] for k in rows]
+                                                               for c, rows in batches])
+        workers = min(self.job.extract.feature_workers, len(batches))
+        loader = DataLoader(work, batch_size=None, num_workers=workers, pin_memory=clock.cuda,
+                            worker_init_fn=_one_thread, multiprocessing_context="fork" if workers else None,
+                            prefetch_factor=2 if workers else None)
+        out: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+        waited = time.perf_counter()
+        for k, (features, seconds, error) in enumerate(loader):
+            if error is not None:
+                raise error
+            clock.add("features", seconds)  # without workers the loader featurized in this process: no wait
+            clock.add("wait", max(0.0, time.perf_counter() - waited - (0.0 if workers else seconds)))
+            c, rows = batches[k]
+            need = {m: points[m] for m in keys if c not in done[m]}
+            with clock("forward"):
+                if adapter.joint_inputs:
+                    pooled = adapter.forward_joint(first.lang, features, need)
+                else:
+                    pooled = {m: adapter.forward(m, first.lang, features, p) for m, p in need.items()}
+            with clock("pool"):
+                self.collect(out.setdefault(c, {m: {} for m in need}), pooled, keys, rows, len(chunk_inputs[c]),
+                             [ids[chunk_rows(len(ids), size, c)][r] for r in rows])
+            bar.update(len(rows))
+            if last[c] == k:
+                with clock("write"):
+                    for m, values in out.pop(c).items():
+                        self.store.write_chunk(keys[m], c, values)
+            waited = time.perf_counter()
+        bar.close()
+        lengths = [[_length(chunk_inputs[c][r]) for r in rows] for c, rows in batches]
+        padded = sum(len(x) * max(x) for x in lengths)
+        record = {"sentences": total, "batches": len(batches), "feature_workers": workers,
+                  "device": str(getattr(adapter, "device", "cpu")), "unit": [str(k) for k in keys.values()],
+                  "padding": round(1 - sum(map(sum, lengths)) / padded, 4) if padded else 0.0}
+        for key in keys.values():  # a joint unit's time is split evenly between its shards
+            self.store.record_timing(key, dict(record, seconds={
+                k: round(v, 4) for k, v in clock.share(1 / len(keys)).items()}))
+            self.store.mark(key, complete=True)
+
+    def inputs(self, adapter, lang_iso: str, keys: dict, wanted: list[int]) -> dict:
+        """Sentence id -> what the adapter takes: a text, a clip, or (clip, text) for joint adapters."""
+        lang = FleursLanguage(self.job.data.root, lang_iso, self.job.data.split, self.job.data.seed)
         if adapter.joint_inputs or "speech" in keys:
             audio = lang.audio(wanted)
             self.check_lengths(adapter, lang, wanted, audio)
         if adapter.joint_inputs:
-            inputs = dict(zip(wanted, zip(audio, lang.texts(wanted))))
-        elif "text" in keys:
-            inputs = dict(zip(wanted, lang.texts(wanted)))
-        else:
-            inputs = dict(zip(wanted, audio))
-        label = first.key if len(keys) == 1 else f"{first.model}/{'+'.join(keys)}/{first.lang}"
-        bar = tqdm(total=len(ids), initial=len(ids) - len(rows_todo), desc=label, unit="sent",
-                   disable=not self.progress, file=sys.stderr, mininterval=1.0)
-        for c in todo:
-            chunk_ids = ids[chunk_rows(len(ids), size, c)]
-            need = {m: points[m] for m in keys if c not in done[m]}
-            values = self.chunk(adapter, keys, need, [inputs[i] for i in chunk_ids], chunk_ids, bar)
-            for m in need:
-                self.store.write_chunk(keys[m], c, values[m])
-        bar.close()
-        for key in keys.values():
-            self.store.mark(key, complete=True)
+            return dict(zip(wanted, zip(audio, lang.texts(wanted))))
+        if "text" in keys:
+            return dict(zip(wanted, lang.texts(wanted)))
+        return dict(zip(wanted, audio))
+
+    def batches(self, inputs: list) -> list[list[int]]:
+        """Row indices of a chunk's batches: length-sorted, at most `extract.batch_size` rows and, for clips
+        with `extract.batch_seconds`, at most that many seconds of padded audio (rows x longest clip). Depends
+        only on the lengths, so a job's batches, and so its results, are the same on every run."""
+        order = sorted(range(len(inputs)), key=lambda k: (_length(inputs[k]), k))
+        size, budget = self.job.extract.batch_size, self.job.extract.batch_seconds * SAMPLE_RATE
+        audio = bool(inputs) and not isinstance(inputs[0], str)
+        out, current = [], []
+        for k in order:
+            over = audio and budget > 0 and (len(current) + 1) * _length(inputs[k]) > budget
+            if current and (len(current) == size or over):
+                out.append(current)
+                current = []
+            current.append(k)
+        if current:
+            out.append(current)
+        return out
+
+    def collect(self, out: dict, pooled: dict, keys: dict, rows: list[int], n: int, sids: list[int]) -> None:
+        """Pooled vectors of one batch into the chunk's arrays (host copy, float32), refusing NaN or infinity."""
+        for m, values in pooled.items():
+            host = to_host(values)
+            for p, v in host.items():
+                bad = ~np.isfinite(v).all(axis=1)
+                if bad.any():
+                    raise ModelError(f"{keys[m].key}: NaN or infinite activation at point {p!r} for sentence id "
+                                     f"{sids[int(np.argmax(bad))]} (extract.dtype={self.job.extract.dtype}; or no "
+                                     f"valid position to pool over)")
+                if p not in out[m]:
+                    out[m][p] = np.empty((n, v.shape[1]), dtype=np.float32)
+                out[m][p][rows] = v.astype(np.float32)
 
     def check_lengths(self, adapter, lang: FleursLanguage, ids: list[int], audio: list[np.ndarray]) -> None:
         """Refuse clips longer than the model takes, naming the file (a model would cut them silently)."""
@@ -184,34 +265,33 @@ class Extractor:
                                  f"{len(wave) / SAMPLE_RATE:.1f} s, longer than the {adapter.max_seconds:g} s "
                                  f"{type(adapter).__name__} takes; leave the sentence's language out or cut the clip")
 
-    def chunk(self, adapter, shards: dict[str, ShardKey], points: dict[str, tuple[str, ...]], inputs: list,
-              ids: list[int], bar) -> dict[str, dict]:
-        """{modality: {point: pooled rows in the chunk's id order}}; batches are length-sorted, and a joint
-        adapter computes all modalities of a batch in one forward pass."""
-        order = sorted(range(len(inputs)), key=lambda k: (_length(inputs[k]), k))
-        lang = next(iter(shards.values())).lang
-        out: dict[str, dict[str, np.ndarray]] = {m: {} for m in points}
-        size = self.job.extract.batch_size
-        for start in range(0, len(order), size):
-            rows = order[start:start + size]
-            batch = [inputs[k] for k in rows]
-            if adapter.joint_inputs:
-                pooled = adapter.embed_joint(lang, batch, points)
-            else:
-                pooled = {m: adapter.embed(m, lang, batch, p) for m, p in points.items()}
-            for m, names in points.items():
-                for p in names:
-                    values = pooled[m][p]
-                    bad = ~np.isfinite(values).all(axis=1)
-                    if bad.any():
-                        sid = ids[rows[int(np.argmax(bad))]]
-                        raise ModelError(f"{shards[m].key}: NaN or infinite activation at point {p!r} for "
-                                         f"sentence id {sid} (extract.dtype={self.job.extract.dtype})")
-                    if p not in out[m]:
-                        out[m][p] = np.empty((len(inputs), values.shape[1]), dtype=np.float32)
-                    out[m][p][rows] = values.astype(np.float32)
-            bar.update(len(rows))
-        return out
+
+class Featurized(Dataset):
+    """The batches of a unit, featurized by the adapter (CPU work, no weights) in DataLoader workers: each item
+    is (features, seconds it took, None) or (None, 0, the error), so that an error keeps its own message."""
+
+    def __init__(self, adapter, lang: str, modalities: list[str], batches: list[list]):
+        self.adapter, self.lang, self.modalities, self.batches = adapter, lang, modalities, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int):
+        start = time.perf_counter()
+        try:
+            if self.adapter.joint_inputs:
+                features = self.adapter.featurize_joint(self.lang, self.batches[k])
+            else:  # a non-joint unit is one shard
+                features = self.adapter.featurize(self.modalities[0], self.lang, self.batches[k])
+        except CrossrepError as exc:  # raised again in the task, with its own type and message
+            return None, 0.0, exc
+        except Exception as exc:  # other types may not survive the trip between processes
+            return None, 0.0, ModelError(f"{type(exc).__name__}: {exc}")
+        return features, time.perf_counter() - start, None
+
+
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(1)
 
 
 def _length(item) -> int:

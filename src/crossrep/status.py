@@ -11,6 +11,7 @@ from .config import Job
 from .lock import FOLDER_LOCK, Lock, LockedError, folder_lock
 from .plan import shards
 from .store import FILENAME, ActivationStore
+from .timing import STAGES
 
 
 def render(job: Job, show_all: bool = False, verify: bool = False) -> tuple[str, bool]:
@@ -64,3 +65,38 @@ def render(job: Job, show_all: bool = False, verify: bool = False) -> tuple[str,
         lines.append(line)
     return "\n".join(lines), counts["complete"] == len(table) and not damaged
 
+
+
+def render_timing(job: Job) -> str:
+    """Seconds per extraction stage for every shard with a timing record, per model and in all, with the share
+    of wall time the model's forward pass ran (busy) and the padding share of the batches."""
+    path = job.out / FILENAME
+    if not path.exists():
+        return f"{path}: not created yet: no timing"
+    store = ActivationStore(job.out)
+    rows = [(k, store.timing(k)) for k in shards(job)]
+    rows = [(k, t) for k, t in rows if t]
+    if not rows:
+        return f"{path}: no shard has a timing record yet (written when a shard's extraction finishes)"
+    head = f"{'model/modality/lang':<32} {'sent':>5} " + " ".join(f"{s:>8}" for s in STAGES) + \
+        f" {'busy':>6} {'padding':>7} {'workers':>7}"
+    lines = ["seconds per stage (a joint unit's time is split between its two shards)", head]
+    totals: dict[str, dict[str, float]] = {}
+
+    def line(name, sentences, seconds, padding, workers) -> str:
+        wall = sum(seconds.values())
+        busy = f"{100 * seconds['forward'] / wall:5.1f}%" if wall else "     -"
+        return (f"{name:<32} {sentences:>5} " + " ".join(f"{seconds[s]:8.2f}" for s in STAGES)
+                + f" {busy:>6} {padding:>7} {workers:>7}")
+
+    for key, t in rows:
+        seconds = {s: float(t["seconds"].get(s, 0.0)) for s in STAGES}
+        lines.append(line(str(key), t["sentences"], seconds, f"{100 * t['padding']:.1f}%", t["feature_workers"]))
+        for name in (key.model, "all"):
+            acc = totals.setdefault(name, dict.fromkeys(STAGES, 0.0) | {"sentences": 0})
+            for s in STAGES:
+                acc[s] += seconds[s]
+            acc["sentences"] += t["sentences"]
+    for name, acc in totals.items():
+        lines.append(line(f"total {name}", int(acc["sentences"]), {s: acc[s] for s in STAGES}, "", ""))
+    return "\n".join(lines)

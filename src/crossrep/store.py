@@ -31,6 +31,7 @@ from .errors import StoreError
 from .point import Point
 
 LAYOUT = 3
+TIMING_DIR = "activations.timing"  # beside FILENAME: per-shard timing records (crossrep.timing)
 FILENAME = "activations.zarr"
 MODALITIES = ("text", "speech")
 
@@ -145,6 +146,7 @@ class ShardState:
     complete: bool
     error: str | None
     exists: bool = True
+    timing: dict | None = None  # the last run that computed chunks: seconds per stage (crossrep.timing), etc.
 
     @property
     def status(self) -> str:
@@ -294,7 +296,7 @@ class ActivationStore:
         try:
             attrs = dict(self.root[str(key)].attrs)
             return ShardState(key, int(attrs["n_chunks"]), tuple(int(c) for c in attrs["chunks_done"]),
-                              bool(attrs["complete"]), attrs.get("error"))
+                              bool(attrs["complete"]), attrs.get("error"), timing=self.timing(key))
         except (KeyError, ValueError, TypeError):
             n = len(self.plan.model(key.model).shard_ids[key.lang])
             return ShardState(key, math.ceil(n / self.plan.chunk_size), (), False, None, exists=False)
@@ -383,6 +385,23 @@ class ActivationStore:
 
     def mark(self, key: ShardKey, *, complete: bool = False, error: str | None = None) -> None:
         self._group(key).attrs.update({"complete": complete, "error": error})
+
+    def _timing_file(self, key: ShardKey) -> Path:
+        # beside the store, not in it: a resumed store stays byte-identical to an uninterrupted one
+        return self.path.parent / TIMING_DIR / key.model / key.modality / f"{key.lang}.json"
+
+    def record_timing(self, key: ShardKey, timing: dict) -> None:
+        """Where the last extraction run of a shard spent its time (JSON: seconds per stage, sentences,
+        batches, padding share, feature workers, device), in <out>/activations.timing/MODEL/MODALITY/LANG.json."""
+        path = self._timing_file(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(timing, indent=1))
+
+    def timing(self, key: ShardKey) -> dict | None:
+        try:
+            return json.loads(self._timing_file(key).read_text())
+        except (OSError, ValueError):
+            return None
 
 
 def _root_record(plan: StorePlan) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .base import DTYPES, ModelSpec, Point, Recorder, load_error, pick_device
+from .base import DTYPES, ModelSpec, Point, Recorder, load_error, on, pick_device
 from .joint import JointAdapter, JointStates, build_prompt, offset_mask, pad_rows, row
 from .points import stack
 from .tiny import cached
@@ -169,12 +169,11 @@ class AudioLLM(JointAdapter):
                                  f"{self.FAMILY} takes")
         feats = self.features(waves, sampling_rate=SAMPLE_RATE, return_attention_mask=True, padding="max_length",
                               return_tensors="pt")
-        return feats["input_features"].to(self.device, self.dtype), feats["attention_mask"].to(self.device)
+        return feats["input_features"], feats["attention_mask"]
 
-    @torch.inference_mode()
-    def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
-        waves = [_mono(w) for w in waves]
-        feats, mel_mask = self.mel(waves)
+    def prepare(self, waves: list[np.ndarray], texts: list[str]) -> dict:
+        """Mel features, their mask, audio tokens per clip and the expanded token rows (CPU, no weights)."""
+        feats, mel_mask = self.mel([_mono(w) for w in waves])
         counts = [int(n) for n in self.token_counts(mel_mask.sum(-1))]
         rows = []
         for n, sentence in zip(counts, texts):
@@ -184,16 +183,22 @@ class AudioLLM(JointAdapter):
             rows.append(row(encode(self.tokenizer, parts.left, parts.part_span("left")),
                             encode(self.tokenizer, parts.right, parts.part_span("right")),
                             audio_id=self.audio_id, n_audio=n, n_speech=n))
-        t = pad_rows(rows, self.pad_id, self.device)
+        return {"mel": feats, "mel_mask": mel_mask, "counts": counts, "rows": pad_rows(rows, self.pad_id, "cpu")}
+
+    @torch.inference_mode()
+    def run(self, prepared: dict) -> JointStates:
+        t = {k: on(self.device, v) for k, v in prepared["rows"].items()}
         rec = Recorder()
         self.record_encoder(rec)
         rec.layers(self.layers(), first_input=False)
         try:
-            out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(), input_features=feats,
-                                  **{self.MASK_KWARG: mel_mask}, output_hidden_states=True, use_cache=False)
+            out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(),
+                                  input_features=on(self.device, prepared["mel"], self.dtype),
+                                  **{self.MASK_KWARG: on(self.device, prepared["mel_mask"])},
+                                  output_hidden_states=True, use_cache=False)
         finally:
             rec.remove()
-        enc, enc_valid, enc_speech = self.encoder_states(rec.values["enc"], counts)
+        enc, enc_valid, enc_speech = self.encoder_states(rec.values["enc"], prepared["counts"])
         n_layers = len(self.layers())
         return JointStates(
             enc=enc, enc_valid=enc_valid, enc_speech=enc_speech,

@@ -45,7 +45,9 @@ class ModelSpec:
 
 
 class Adapter(ABC):
-    """A loaded model: `embed` maps a batch of sentences to {point: (batch, width) float64}.
+    """A loaded model: `embed` maps a batch of sentences to {point: (batch, width) float64}, in two steps:
+    `featurize` (CPU work that needs no weights: tokenising, feature extraction; the extractor runs it in
+    DataLoader workers ahead of the forward pass) and `forward` (the model, pooling on its device).
 
     Everything else is a classmethod that needs no weights: `check_options`, `resolve`, `spec`, `text_tokenizer`.
     Joint adapters (audio LLMs) also offer `embed_joint`, one forward pass for both modalities."""
@@ -81,10 +83,19 @@ class Adapter(ABC):
         only: no special tokens or language tags), for token-sharing analyses; None: no text tokenizer."""
         return None
 
+    def featurize(self, modality: str, iso: str, inputs: list):
+        """What `forward` takes, computed on the CPU without the weights (picklable; default: the inputs).
+        Text `inputs` are strings, speech `inputs` 16 kHz float32 arrays (with `joint_inputs`, both are
+        (clip, transcript) pairs)."""
+        return inputs
+
     @abstractmethod
+    def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Mean-pooled activations {point: (batch, width)} of a featurized batch, left on the model's device."""
+
     def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """Mean-pooled activations: text `inputs` are strings, speech `inputs` are 16 kHz float32 arrays
-        (with `joint_inputs`, both are (clip, transcript) pairs)."""
+        """`forward` of `featurize`, brought to the host as float64 arrays."""
+        return to_host(self.forward(modality, iso, self.featurize(modality, iso, inputs), points))
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # extract.dtype
@@ -98,14 +109,33 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Mean over each sequence's valid positions, computed in float64: (batch, time, dim) -> (batch, dim)."""
+def on(device: torch.device, tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A featurized tensor on the model's device: asynchronous from pinned memory (the DataLoader pins it)."""
+    return tensor.to(device=device, dtype=dtype, non_blocking=True) if dtype else tensor.to(device, non_blocking=True)
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each sequence's valid positions, in float64 on the states' device: (batch, time, dim) ->
+    (batch, dim). Every sequence must have a valid position (checked on the host by `to_host`, without a
+    device synchronisation here)."""
     h = hidden.detach().to(torch.float64)
     m = mask.to(device=h.device, dtype=torch.float64).unsqueeze(-1)
-    count = m.sum(dim=1)
-    if bool((count == 0).any()):
-        raise ModelError("a sequence has no valid positions to pool over")
-    return (h * m).sum(dim=1).div(count).cpu().numpy()
+    return (h * m).sum(dim=1).div(m.sum(dim=1))
+
+
+def to_host(pooled: dict) -> dict[str, np.ndarray]:
+    """Pooled vectors as float64 numpy arrays, with one device-to-host copy for all device tensors."""
+    tensors = {k: v for k, v in pooled.items() if torch.is_tensor(v)}
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in pooled.items() if not torch.is_tensor(v)}
+    if tensors:
+        names = list(tensors)
+        flat = torch.cat([tensors[k].detach().to(torch.float64) for k in names], dim=1).cpu().numpy()
+        at = 0
+        for k in names:
+            width = tensors[k].shape[1]
+            out[k] = flat[:, at:at + width]
+            at += width
+    return {k: out[k] for k in pooled}
 
 
 def hidden_input(args: tuple, kwargs: dict) -> torch.Tensor:

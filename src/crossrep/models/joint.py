@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelError
-from .base import Adapter, masked_mean
+from .base import Adapter, masked_mean, to_host
 
 DEFAULT_PROMPT = "{text}"
 CHOICES = {"text_positions": ("transcript", "prompt"), "audio_positions": ("all", "speech")}
@@ -161,20 +161,38 @@ class JointAdapter(Adapter):
         return check_options(raw, prefix, cls.FAMILY, cls.TEMPLATE, cls.PLACEHOLDER, cls.SPECIAL, cls.EXTRA_OPTIONS)
 
     @abstractmethod
+    def prepare(self, waves: list[np.ndarray], texts: list[str]):
+        """The CPU part of a forward pass (features, token rows), with the options' prompt and template."""
+
+    @abstractmethod
+    def run(self, prepared) -> JointStates:
+        """One forward pass of a prepared batch."""
+
     def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
-        """One forward pass of the batch, with the options' prompt and template."""
+        return self.run(self.prepare(waves, texts))
 
-    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        return self.embed_joint(iso, inputs, {modality: points})[modality]
+    def featurize(self, modality: str, iso: str, inputs: list):
+        return self.featurize_joint(iso, inputs)
 
-    @torch.inference_mode()
-    def embed_joint(self, iso: str, inputs: list, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
-        """{modality: {point: (batch, width) float64}} for the modalities in `points`, from one forward pass."""
+    def featurize_joint(self, iso: str, inputs: list):
         if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):
             raise ModelError(f"{self.FAMILY} takes (waveform, transcript) pairs for both modalities")
+        return self.prepare([x[0] for x in inputs], [str(x[1]) for x in inputs])
+
+    def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        return self.forward_joint(iso, features, {modality: points})[modality]
+
+    def embed_joint(self, iso: str, inputs: list, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+        """{modality: {point: (batch, width) float64 array}} for the modalities in `points`, one forward pass."""
+        out = self.forward_joint(iso, self.featurize_joint(iso, inputs), points)
+        return {m: to_host(v) for m, v in out.items()}
+
+    @torch.inference_mode()
+    def forward_joint(self, iso: str, features, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+        """{modality: {point: pooled tensor}} of a featurized batch, from one forward pass."""
         if "enc" in points.get("text", ()):
             raise ModelError(f"{self.FAMILY} has no point 'enc' for text")
-        st = self.states([x[0] for x in inputs], [str(x[1]) for x in inputs])
+        st = self.run(features)
         values = {"in": st.hidden[0], "out": st.out}
         values.update({str(i): h for i, h in enumerate(st.hidden[1:], 1)})
         every = self.options["audio_positions"] == "all"

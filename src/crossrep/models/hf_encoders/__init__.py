@@ -24,14 +24,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ... import languages as langs
 from ...errors import ConfigError, ModelError
 from ..audio_llm import SAMPLE_RATE
-from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
+from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
 
 MODALITY_ATTR = {"text": "text_encoder", "speech": "speech_encoder"}
 OPTIONS = {"pairs": "relative", "text_layers": None, "speech_layers": None}
@@ -185,26 +184,32 @@ class HFEncodersAdapter(Adapter):
             raise load_error("the text tokenizer", ref, exc) from None
         return lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def featurize(self, modality: str, iso: str, inputs: list) -> dict:
+        if modality == "text":
+            self._language(iso)
+            batch = self.tokenizer(list(inputs), padding=True, truncation=True, return_tensors="pt")
+            return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        fixed = hasattr(self.features, "n_samples")  # Whisper: exactly 30 s of mel frames
+        feats = self.features(list(inputs), sampling_rate=SAMPLE_RATE, return_attention_mask=True,
+                              padding="max_length" if fixed else True, return_tensors="pt")
+        name = "input_features" if "input_features" in feats else "input_values"
+        return {name: feats[name], "attention_mask": feats.get("attention_mask")}
+
     @torch.inference_mode()
-    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def forward(self, modality: str, iso: str, features: dict, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
         enc, layers = self.encoders[modality], self.layers[modality]
         rec = Recorder()
         rec.layers(layers)
         try:
             if modality == "text":
-                self._language(iso)
-                batch = self.tokenizer(list(inputs), padding=True, truncation=True, return_tensors="pt")
-                out = enc(input_ids=batch["input_ids"].to(self.device),
-                          attention_mask=batch["attention_mask"].to(self.device))
-                masks = dict.fromkeys(rec.values, batch["attention_mask"])
+                mask = on(self.device, features["attention_mask"])
+                out = enc(input_ids=on(self.device, features["input_ids"]), attention_mask=mask)
+                masks = dict.fromkeys(rec.values, mask)
             else:
-                fixed = hasattr(self.features, "n_samples")  # Whisper: exactly 30 s of mel frames
-                feats = self.features(list(inputs), sampling_rate=SAMPLE_RATE, return_attention_mask=True,
-                                      padding="max_length" if fixed else True, return_tensors="pt")
-                name = "input_features" if "input_features" in feats else "input_values"
-                x = feats[name].to(self.device, self.dtype)
-                mask = feats.get("attention_mask")
-                kwargs = {} if mask is None else {"attention_mask": mask.to(self.device)}
+                name = "input_features" if "input_features" in features else "input_values"
+                x = on(self.device, features[name], self.dtype)
+                mask = features["attention_mask"]
+                kwargs = {} if mask is None else {"attention_mask": on(self.device, mask)}
                 out = enc(**{name: x}, **kwargs)
                 masks = self._speech_masks(enc, x, name, mask, rec.values)
                 if name == "input_features" and x.dim() == 3:  # the features the encoder receives
@@ -215,7 +220,7 @@ class HFEncodersAdapter(Adapter):
         pooled = {}
         for p in points:
             if p == "pool":
-                pooled[p] = out.pooler_output.detach().to(torch.float64).cpu().numpy()
+                pooled[p] = out.pooler_output
             elif p in rec.values:
                 pooled[p] = masked_mean(rec.values[p], masks[p])
             else:

@@ -77,8 +77,11 @@ class SalmonnAdapter(JointAdapter):
 
         return ids
 
-    def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
-        return self.model.states(waves, texts, prompt=self.options["prompt"], template=self.options["template"])
+    def prepare(self, waves: list[np.ndarray], texts: list[str]) -> dict:
+        return self.model.prepare(waves, texts, prompt=self.options["prompt"], template=self.options["template"])
+
+    def run(self, prepared: dict) -> JointStates:
+        return self.model.run(prepared)
 
 
 def _mapping(checkpoint) -> dict[str, str]:

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
-from ..base import DTYPES, Recorder, load_error
+from ..base import DTYPES, Recorder, load_error, on
 from ..checkpoint import loading_report, read_checkpoint, tensor_report
 from ..joint import DEFAULT_PROMPT, JointStates, pad_rows, row
 from ..joint import build_prompt as _build_prompt
@@ -244,36 +244,41 @@ class Salmonn:
 
     # ------------------------------------------------------------------ forward
 
-    @torch.inference_mode()
-    def encode_audio(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1500, Dw + Db) encoder features and (B, 88, H) audio tokens of mono 16 kHz clips."""
-        feats = self.features(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_features"]
-        frames = self.whisper(feats.to(self.device, self.dtype)).last_hidden_state
-        beats = [self.beats(torch.from_numpy(w).to(self.device)) for w in waves]
-        enc = self.audio.features(frames, beats)
-        return enc, self.audio.tokens(enc)
-
-    @torch.inference_mode()
-    def states(self, waveform, text, prompt: str = DEFAULT_PROMPT, template: str = TEMPLATE) -> JointStates:
-        """Hidden states of BOS + left prompt + audio tokens + right prompt for one clip and its text, or for
-        lists of them (a batch, right-padded)."""
+    def prepare(self, waveform, text, prompt: str = DEFAULT_PROMPT, template: str = TEMPLATE) -> dict:
+        """The CPU part of `states` (no weights): log-mel features, clips for BEATs, the token rows."""
         single = isinstance(text, str)
         waves = [waveform] if single else list(waveform)
         texts = [text] if single else list(text)
         if len(waves) != len(texts):
             raise ModelError(f"{len(waves)} waveforms but {len(texts)} texts")
         waves = [_clip(w) for w in waves]
-        enc, tokens = self.encode_audio(waves)
-        n_windows, k = tokens.shape[1], window_frames(enc.shape[1])
-        rows = []
+        mel = self.features(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_features"]
+        frames = mel.shape[-1] // 2  # Whisper's encoder halves the 3000 mel frames
+        k = window_frames(frames)
+        n_windows = frames // k
+        rows, real = [], []
         for wave, sentence in zip(waves, texts):
             parts = build_prompt(sentence, prompt, template)
-            real = min(math.ceil(len(wave) / SAMPLES_PER_FRAME), enc.shape[1])
-            rows.append((row(self.tokenizer.encode(parts.left, parts.part_span("left")),
-                             self.tokenizer.encode(parts.right, parts.part_span("right")), audio_id=-1,
-                             n_audio=n_windows, n_speech=min(math.ceil(real / k), n_windows),
-                             prefix=[self.tokenizer.bos]), real))
-        t = pad_rows([r for r, _ in rows], pad_id=-1, device=self.device)
+            real.append(min(math.ceil(len(wave) / SAMPLES_PER_FRAME), frames))
+            rows.append(row(self.tokenizer.encode(parts.left, parts.part_span("left")),
+                            self.tokenizer.encode(parts.right, parts.part_span("right")), audio_id=-1,
+                            n_audio=n_windows, n_speech=min(math.ceil(real[-1] / k), n_windows),
+                            prefix=[self.tokenizer.bos]))
+        return {"mel": mel, "waves": [torch.from_numpy(w) for w in waves], "rows": pad_rows(rows, -1, "cpu"),
+                "real": torch.tensor(real)}
+
+    @torch.inference_mode()
+    def run(self, prepared: dict) -> JointStates:
+        """The model's part of `states`: both encoders, the Q-Former, the LLM."""
+        frames = self.whisper(on(self.device, prepared["mel"], self.dtype)).last_hidden_state
+        beats = [self.beats(on(self.device, w)) for w in prepared["waves"]]
+        enc = self.audio.features(frames, beats)
+        tokens = self.audio.tokens(enc)
+        held = prepared["rows"]["audio"]  # on the host: no device synchronisation for the check
+        if held.shape[0] * tokens.shape[1] != int(held.sum()):
+            raise ModelError(f"the Q-Former gave {tokens.shape[1]} audio tokens per clip; the prompts hold "
+                             f"{int(held.sum())} for {held.shape[0]} clips")
+        t = {k: on(self.device, v) for k, v in prepared["rows"].items()}
         ids, audio, valid = t["ids"], t["audio"], t["valid"]
         embeds = self.body.embed_tokens(ids.clamp(min=0))
         embeds = embeds.masked_fill(~valid[..., None], 0.0)
@@ -285,15 +290,19 @@ class Salmonn:
         finally:
             rec.remove()
         layers = len(self.body.layers)
-        frames = torch.arange(enc.shape[1], device=self.device)
-        real = torch.tensor([r for _, r in rows], device=self.device)
+        positions = torch.arange(enc.shape[1], device=self.device)
         return JointStates(
             enc=enc, enc_valid=torch.ones_like(enc[..., 0], dtype=torch.bool),
-            enc_speech=frames[None, :] < real[:, None],
+            enc_speech=positions[None, :] < on(self.device, prepared["real"])[:, None],
             hidden=(embeds,) + tuple(rec.values[str(i)] for i in range(1, layers + 1)), out=out.last_hidden_state,
             valid=valid, audio=audio, speech=t["speech"], transcript=t["transcript"], prompt=valid & ~audio,
             input_ids=ids.masked_fill(audio, -1),
         )
+
+    def states(self, waveform, text, prompt: str = DEFAULT_PROMPT, template: str = TEMPLATE) -> JointStates:
+        """Hidden states of BOS + left prompt + audio tokens + right prompt for one clip and its text, or for
+        lists of them (a batch, right-padded)."""
+        return self.run(self.prepare(waveform, text, prompt, template))
 
 
 def build_prompt(text: str, prompt: str = DEFAULT_PROMPT, template: str = TEMPLATE):

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...errors import ModelError
-from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, pick_device
+from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
 from ..points import same_name_pairs, stack
 from ..tiny import cached, randomise, write_marker
 
@@ -91,33 +90,39 @@ class SeamlessM4Tv2Adapter(Adapter):
 
     # ------------------------------------------------------------------ forward
 
-    @torch.inference_mode()
-    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        if modality == "text":
-            return self._text(iso, inputs, points)
-        return self._speech(inputs, points)
-
-    def _text(self, iso: str, texts: list[str], points: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def featurize(self, modality: str, iso: str, inputs: list) -> dict:
+        if modality == "speech":
+            feats = self.features(inputs, sampling_rate=16_000, padding=True, return_tensors="pt")
+            return {"input_features": feats["input_features"], "attention_mask": feats["attention_mask"]}
         from ... import languages as langs
 
         code = langs.get(iso).seamless
         if code not in self.lang_ids:
             raise ModelError(f"{self.checkpoint}: the tokenizer has no language token {lang_token(code)} for {iso}")
         self.tokenizer.src_lang = code
-        enc = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
+        enc = self.tokenizer(inputs, padding=True, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    @torch.inference_mode()
+    def forward(self, modality: str, iso: str, features: dict, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        if modality == "text":
+            return self._text(features, points)
+        return self._speech(features, points)
+
+    def _text(self, enc: dict, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        ids, mask = on(self.device, enc["input_ids"]), on(self.device, enc["attention_mask"])
         rec = Recorder()
         rec.layers(self.text_encoder.layers)
         try:
-            out = self.text_encoder(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+            out = self.text_encoder(input_ids=ids, attention_mask=mask)
         finally:
             rec.remove()
         rec.values["out"] = out.last_hidden_state
-        return {p: masked_mean(rec.values[p], enc["attention_mask"]) for p in points}
+        return {p: masked_mean(rec.values[p], mask) for p in points}
 
-    def _speech(self, waves: list[np.ndarray], points: tuple[str, ...]) -> dict[str, np.ndarray]:
-        feats = self.features(waves, sampling_rate=16_000, padding=True, return_tensors="pt")
-        x = feats["input_features"].to(self.device, self.dtype)
-        mask = feats["attention_mask"].to(self.device)
+    def _speech(self, feats: dict, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        x = on(self.device, feats["input_features"], self.dtype)
+        mask = on(self.device, feats["attention_mask"])
         enc = self.speech_encoder
         rec = Recorder()
         rec.layers(enc.encoder.layers, first_input=False)

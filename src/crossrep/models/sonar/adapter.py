@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...errors import ConfigError, ModelError
-from ..base import DTYPES, Adapter, ModelSpec, load_error, masked_mean, pick_device
+from ..base import DTYPES, Adapter, ModelSpec, load_error, masked_mean, on, pick_device
 from ..points import stack
 from ..tiny import cached
-from .encoders import (SPEECH_LANGUAGES, TEXT_MAX_TOKENS, EncoderStates, SonarSpeechEncoder, SonarTextEncoder,
-                       _count, fbank, read_state)
+from .encoders import (SPEECH_LANGUAGES, TEXT_MAX_TOKENS, SonarSpeechEncoder, SonarTextEncoder, _count, fbank,
+                       read_state)
 
 
 class SonarAdapter(Adapter):
@@ -82,27 +81,38 @@ class SonarAdapter(Adapter):
 
     @classmethod
     def text_tokenizer(cls, checkpoint: dict, options: dict):
-        tokenizer = load_tokenizer(checkpoint)  # ids cut as `_text` cuts them, less the tag and </s>
+        tokenizer = load_tokenizer(checkpoint)  # ids cut as `featurize` cuts them, less the tag and </s>
         return lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])[:TEXT_MAX_TOKENS - 2]
 
-    @torch.inference_mode()
-    def embed(self, modality: str, iso: str, inputs: list, points: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def featurize(self, modality: str, iso: str, inputs: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token ids, lengths) or (standardised fbank frames, lengths), zero-padded."""
         if modality == "text":
-            out = self._text(iso, inputs)
+            from ... import languages as langs
+
+            self.tokenizer.src_lang = langs.get(iso).flores
+            enc = self.tokenizer(inputs, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS,
+                                 return_tensors="pt")
+            return enc["input_ids"], enc["attention_mask"].sum(dim=1)
+        feats = [fbank(w) for w in inputs]
+        lengths = torch.tensor([len(f) for f in feats])
+        t = int(lengths.max()) + int(lengths.max()) % 2  # the official collater pads to a multiple of 2
+        batch = torch.zeros(len(feats), t, feats[0].shape[1])
+        for i, f in enumerate(feats):
+            batch[i, :len(f)] = torch.from_numpy(f)
+        return batch, lengths
+
+    @torch.inference_mode()
+    def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        x, lengths = features
+        if modality == "text":
+            out = self.text.states(on(self.device, x), on(self.device, lengths))
         else:
-            out = self._speech_encoder(iso).states(*self._fbank(inputs))
+            out = self._speech_encoder(iso).states(on(self.device, x, self.dtype), on(self.device, lengths))
         names = ["in"] + [str(i) for i in range(1, len(out.states) - 1)]  # the last state is the final LN
         mask = out.mask()
         pooled = {name: masked_mean(state, mask) for name, state in zip(names, out.states) if name in points}
-        pooled["pool"] = out.pooled.detach().to(torch.float64).cpu().numpy()
+        pooled["pool"] = out.pooled
         return {p: pooled[p] for p in points}
-
-    def _text(self, iso: str, texts: list[str]) -> EncoderStates:
-        from ... import languages as langs
-
-        self.tokenizer.src_lang = langs.get(iso).flores
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS, return_tensors="pt")
-        return self.text.states(enc["input_ids"].to(self.device), enc["attention_mask"].sum(dim=1))
 
     def _speech_encoder(self, iso: str) -> SonarSpeechEncoder:
         from ..files import local_file
@@ -116,15 +126,6 @@ class SonarAdapter(Adapter):
                                                        pooler_heads=self.options.get("pooler_heads"))
             self._speech = (ref, model.to(self.device, self.dtype))
         return self._speech[1]
-
-    def _fbank(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = [fbank(w) for w in waves]
-        lengths = torch.tensor([len(f) for f in feats])
-        t = int(lengths.max()) + int(lengths.max()) % 2  # the official collater pads to a multiple of 2
-        batch = torch.zeros(len(feats), t, feats[0].shape[1])
-        for i, f in enumerate(feats):
-            batch[i, :len(f)] = torch.from_numpy(f)
-        return batch.to(self.device, self.dtype), lengths.to(self.device)
 
 
 def load_tokenizer(checkpoint: dict):
