@@ -20,7 +20,9 @@ import yaml
 from conftest import REPO, job_dict
 from crossrep.config import load_job
 from crossrep.launch import launcher
-from crossrep.launch.slurm import max_array_size, sacct_states, shard_tasks
+from crossrep.launch.slurm import max_array_size, sacct_states
+from crossrep.plan import shards
+from crossrep.store import ActivationStore
 from helpers import tree_bytes
 
 SCRIPTS = REPO / "slurm" / "dev-cluster"
@@ -202,6 +204,33 @@ def test_packed_allocation_runs_one_shard_per_gpu(cluster, reference, tmp_path, 
     script = (tmp_path / "job" / "logs" / array / f"{array}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2" in script and "#SBATCH --gpus-per-node=2" in script
     assert_same_results(tmp_path / "job", reference)
+
+
+def test_shards_per_task_share_one_model_load(cluster, reference, tmp_path, demo_root, tiny):
+    """2 tasks (GPUs) per allocation x 2 shards per task: 8 shards in 2 array tasks; each task loads the model
+    once for its two shards (the load time is charged to the first of them)."""
+    profile = yaml.safe_load((REPO / "slurm" / "dev.yaml").read_text())
+    profile["extract"]["shards_per_node"] = 2
+    (tmp_path / "packed.yaml").write_text(yaml.safe_dump(profile))
+    path = slurm_job(tmp_path, demo_root, tiny, profile=tmp_path / "packed.yaml", **{"extract.shards_per_task": 2})
+    crossrep("run", path, "--wait")
+    sub = submission(tmp_path / "job")
+    assert [len(t["shards"]) for t in sub["extract"]] == [4, 4]
+    store = ActivationStore(tmp_path / "job")
+    loads = [store.state(k).timing["seconds"]["load"] > 0 for k in shards(load_job(path))]
+    assert sum(loads) == 4 and len(loads) == 8
+    assert_same_results(tmp_path / "job", reference)
+
+
+def test_dry_run_counts_units_per_task(monkeypatch):
+    for name, value in (("FLEURS_ROOT", "/data/fleurs"), ("CROSSREP_OUT", "/work/ws"), ("SONAR_DIR", "/sonar"),
+                        ("SALMONN_DIR", "/salmonn")):
+        monkeypatch.setenv(name, value)
+    text = crossrep("run", "paper", "--executor", "slurm", "--cluster", "horeka", "--dry-run",
+                    "--set", "extract.shards_per_task=3").stdout
+    # 180 shards, SALMONN's 60 in 30 joint units: 150 units / (4 GPUs x 3 units) = 13 allocations
+    assert "# --- extract: 13 array tasks for 180 shards (150 units" in text and "3 units per task" in text
+    assert "#SBATCH --array=0-12%13" in text  # parallelism capped at the array size
 
 
 def submit_and_catch(tmp_path, root, ckpt, index: int, key: str):

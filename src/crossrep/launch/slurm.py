@@ -109,9 +109,10 @@ class SlurmLauncher(Launcher):
         self._jobs = []
         after: list[str] = []
         if "extract" in stages and todo:
-            k = self.profile.shards_per_node  # units per allocation, one task (GPU) each
+            k = self.profile.shards_per_node  # tasks (GPUs) per allocation
+            m = self.job.extract.shards_per_task  # units per task, one model load
             work = units(self.job, todo)  # an audio LLM's text and speech shard of a language stay together
-            groups = [[i for unit in work[j:j + k] for i in unit] for j in range(0, len(work), k)]
+            groups = [[i for unit in work[j:j + k * m] for i in unit] for j in range(0, len(work), k * m)]
             limit = max_array_size()
             ex = self.executor("extract", self.profile.extract, tasks_per_node=min(k, len(work)))
             for start in range(0, len(groups), limit):
@@ -137,9 +138,9 @@ class SlurmLauncher(Launcher):
         """The sbatch scripts `run` would submit for the shards `indices`, without submitting anything."""
         from submitit.slurm.slurm import _make_sbatch_string
 
-        k = self.profile.shards_per_node
+        k, m = self.profile.shards_per_node, self.job.extract.shards_per_task
         n_shards, n_units = len(indices), len(units(self.job, indices))
-        tasks = -(-n_units // k)
+        tasks = -(-n_units // (k * m))
         parts = []
         for stage, res, per_node, count in (("extract", self.profile.extract, min(k, n_units), tasks),
                                             ("reduce", self.profile.reduce, 1, None),
@@ -150,6 +151,8 @@ class SlurmLauncher(Launcher):
             command = f"{sys.executable} -u -m submitit.core._submit {ex.folder}"
             units_note = f" ({n_units} units: an audio LLM's two shards of a language run together)" \
                 if n_units != n_shards else ""
+            if m > 1:
+                units_note += f", {m} units per task"
             parts.append(f"# --- {stage}" + (f": {count} array tasks for {n_shards} shards{units_note}" if count else "")
                          + "\n"
                          + _make_sbatch_string(command=command, folder=ex.folder, map_count=count, **ex.parameters))
