@@ -38,6 +38,13 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def tiny_sonar(tmp_path_factory) -> dict:
+    from crossrep.models.sonar import SonarAdapter
+
+    return SonarAdapter.resolve("tiny", tmp_path_factory.mktemp("sonar"))
+
+
 def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
     job = yaml.safe_load((REPO / "jobs" / "demo.yaml").read_text())
     job = copy.deepcopy(job)

@@ -108,11 +108,6 @@ def test_loader_names_missing_misshaped_and_unexpected_tensors(ref, tmp_path):
         SonarTextEncoder.from_checkpoint(path)
 
 
-@pytest.fixture(scope="module")
-def tiny_sonar(tmp_path_factory):
-    return SonarAdapter.resolve("tiny", tmp_path_factory.mktemp("sonar"))
-
-
 def test_tiny_checkpoints_are_in_the_official_formats(tiny_sonar):
     text = torch.load(tiny_sonar["text"], weights_only=True)["model"]
     assert "encoder_frontend.embed.weight" in text and "layer_norm.weight" in text

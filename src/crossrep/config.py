@@ -55,6 +55,7 @@ class ExtractConfig:
     batch_seconds: float  # > 0: a speech batch holds at most this many seconds of padded audio (0: off)
     feature_workers: int  # DataLoader processes featurizing batches ahead of the forward pass (0: in the task)
     shards_per_task: int  # units of shards one array task extracts with one loaded model
+    features: str  # "cpu" (the transformers feature extractors) or "device" (torch, on the model's device)
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         batch_seconds=e.float("batch_seconds", 0.0),
         feature_workers=e.int("feature_workers", 1),
         shards_per_task=e.int("shards_per_task", 1, minimum=1),
+        features=e.choice("features", ("cpu", "device"), "cpu"),
     )
     e.done()
 

@@ -129,7 +129,7 @@ class Extractor:
             cls = adapter_class(plan.adapter)
             start = time.perf_counter()
             self._model = (model, cls(plan.checkpoint, plan.options, device=self.job.extract.device,
-                                      dtype=self.job.extract.dtype))
+                                      dtype=self.job.extract.dtype, features=self.job.extract.features))
             self.load_seconds += time.perf_counter() - start
         return self._model[1]
 
@@ -204,6 +204,7 @@ class Extractor:
         lengths = [[_length(chunk_inputs[c][r]) for r in rows] for c, rows in batches]
         padded = sum(len(x) * max(x) for x in lengths)
         record = {"sentences": total, "batches": len(batches), "feature_workers": workers,
+                  "features": "device" if self.job.extract.features == "device" and adapter.device_features else "cpu",
                   "device": str(getattr(adapter, "device", "cpu")), "unit": [str(k) for k in keys.values()],
                   "padding": round(1 - sum(map(sum, lengths)) / padded, 4) if padded else 0.0}
         for key in keys.values():  # a joint unit's time is split evenly between its shards

@@ -68,10 +68,10 @@ def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
 def fingerprint(job: Job) -> dict:
     """The job settings an existing store must share to be resumed: everything that changes the stored bytes."""
     d = job.to_dict()
-    # how many processes featurize or how many shards a task runs changes no byte; a budget of 0 (off) is how
-    # stores made before the key existed were batched, so they stay resumable
+    # how many processes featurize or how many shards a task runs changes no byte; a budget of 0 (off) and CPU
+    # features are how stores made before those keys existed were computed, so they stay resumable
     extract = {k: v for k, v in d["extract"].items() if k not in ("feature_workers", "shards_per_task")
-               and not (k == "batch_seconds" and not v)}
+               and not (k == "batch_seconds" and not v) and not (k == "features" and v == "cpu")}
     return {"data": {k: v for k, v in d["data"].items() if k != "demo"}, "models": d["models"], "extract": extract}
 
 

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ModelError
 from .base import DTYPES, ModelSpec, Point, Recorder, load_error, on, pick_device
+from .features import WhisperLogMel, pad_waves
 from .joint import JointAdapter, JointStates, build_prompt, offset_mask, pad_rows, row
 from .points import stack
 from .tiny import cached
@@ -40,8 +41,10 @@ class AudioLLM(JointAdapter):
     AUDIO_ID_KEY = "audio_token_id"  # config key of the placeholder id
     TINY = ""  # cache folder name of the tiny build
     max_seconds = 30.0  # one Whisper window; longer clips would be cut silently by the feature extractor
+    device_features = True
 
-    def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         import transformers
 
         self.checkpoint, self.options = checkpoint, self.check_options(options or {}, "options")
@@ -59,6 +62,7 @@ class AudioLLM(JointAdapter):
             raise ModelError(f"{checkpoint}: the tokenizer maps {self.PLACEHOLDER} to {token} but the config's "
                              f"{self.AUDIO_ID_KEY} is {self.audio_id}")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.log_mel = WhisperLogMel(self.features) if features == "device" else None
 
     # ------------------------------------------------------------------ family hooks
 
@@ -161,20 +165,26 @@ class AudioLLM(JointAdapter):
 
     # ------------------------------------------------------------------ forward
 
-    def mel(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-mel features padded to 30 s and the valid-frame mask, as the family's processor makes them."""
+    def mel(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Log-mel features padded to 30 s ("mel") and the valid-frame mask ("mel_mask"), as the family's processor
+        makes them; with device features, the padded clips ("waves", "lengths") and the mask their lengths give."""
         for w in waves:
             if len(w) > self.max_seconds * SAMPLE_RATE:
                 raise ModelError(f"a clip of {len(w) / SAMPLE_RATE:.1f} s is longer than the {self.max_seconds:g} s "
                                  f"{self.FAMILY} takes")
+        if self.log_mel is not None:  # computed on the device by `run`
+            padded, lengths = pad_waves(waves)
+            frames = torch.arange(self.features.nb_max_frames)
+            mask = (frames[None, :] < (-(-lengths // self.features.hop_length))[:, None]).long()
+            return {"waves": padded, "lengths": lengths, "mel_mask": mask}
         feats = self.features(waves, sampling_rate=SAMPLE_RATE, return_attention_mask=True, padding="max_length",
                               return_tensors="pt")
-        return feats["input_features"], feats["attention_mask"]
+        return {"mel": feats["input_features"], "mel_mask": feats["attention_mask"]}
 
     def prepare(self, waves: list[np.ndarray], texts: list[str]) -> dict:
         """Mel features, their mask, audio tokens per clip and the expanded token rows (CPU, no weights)."""
-        feats, mel_mask = self.mel([_mono(w) for w in waves])
-        counts = [int(n) for n in self.token_counts(mel_mask.sum(-1))]
+        audio = self.mel([_mono(w) for w in waves])
+        counts = [int(n) for n in self.token_counts(audio["mel_mask"].sum(-1))]
         rows = []
         for n, sentence in zip(counts, texts):
             if n < 2:  # a single placeholder takes transformers' legacy merge path, which reshapes the sequence
@@ -183,17 +193,21 @@ class AudioLLM(JointAdapter):
             rows.append(row(encode(self.tokenizer, parts.left, parts.part_span("left")),
                             encode(self.tokenizer, parts.right, parts.part_span("right")),
                             audio_id=self.audio_id, n_audio=n, n_speech=n))
-        return {"mel": feats, "mel_mask": mel_mask, "counts": counts, "rows": pad_rows(rows, self.pad_id, "cpu")}
+        return dict(audio, counts=counts, rows=pad_rows(rows, self.pad_id, "cpu"))
 
     @torch.inference_mode()
     def run(self, prepared: dict) -> JointStates:
         t = {k: on(self.device, v) for k, v in prepared["rows"].items()}
+        if self.log_mel is not None:  # `prepare` left the padded clips
+            mel = self.log_mel(on(self.device, prepared["waves"]), prepared["lengths"])[0].to(self.dtype)
+        else:
+            mel = on(self.device, prepared["mel"], self.dtype)
         rec = Recorder()
         self.record_encoder(rec)
         rec.layers(self.layers(), first_input=False)
         try:
             out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(),
-                                  input_features=on(self.device, prepared["mel"], self.dtype),
+                                  input_features=mel,
                                   **{self.MASK_KWARG: on(self.device, prepared["mel_mask"])},
                                   output_hidden_states=True, use_cache=False)
         finally:

@@ -54,11 +54,14 @@ class Adapter(ABC):
 
     joint_inputs = False  # True: both modalities get (16 kHz clip, transcript) pairs (audio LLMs)
     max_seconds: float | None = None  # longest clip the model takes; longer ones are refused naming the file
+    device_features = False  # True: with `features: device`, audio features are computed on the model's device
 
     @abstractmethod
-    def __init__(self, checkpoint, options: dict, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint, options: dict, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         """Load the weights of what `resolve` returned, with the options `check_options` returned, on `device`
-        ("auto", "cpu", "cuda") in `dtype` (a key of DTYPES)."""
+        ("auto", "cpu", "cuda") in `dtype` (a key of DTYPES); `features: device` computes audio features on the
+        device where the adapter can (`device_features`), else they stay on the CPU."""
 
     @classmethod
     def check_options(cls, raw: dict, prefix: str) -> dict:

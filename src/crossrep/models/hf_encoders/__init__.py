@@ -13,9 +13,9 @@ its valid positions: the tokenizer's attention mask; for speech, the encoder's o
 (`_get_feat_extract_output_lengths`) where it has one, the feature mask where states keep the feature rate, else
 the mask scaled to the states' rate (Whisper: 3000 mel frames -> 1500 states, the clip's ceil(frames / 2)).
 
-Cross-modal pairs (option `pairs`): `relative` (default): "in" with "in" and each text layer i with the speech
-layer nearest to i * Ls / Lt, halves up (labelled "i" when the depths agree, else "i/j"), "pool" with "pool" where both have
-one; or a list of [text point, speech point]. Text tokenizers with a `src_lang` get the language's code
+Cross-modal pairs (option `pairs`): `relative` (default): "in" with "in" and each text layer i with the speech layer
+nearest to i * Ls / Lt, halves up (labelled "i" when the depths agree, else "i/j"), "pool" with "pool" where both
+have one; or a list of [text point, speech point]. Text tokenizers with a `src_lang` get the language's code
 (SeamlessM4T's "eng" or NLLB's "eng_Latn", whichever their vocabulary holds). Languages are not restricted.
 """
 
@@ -90,7 +90,8 @@ def relative_pairs(text: list[Point], speech: list[Point]) -> list[tuple[str, st
 
 
 class HFEncodersAdapter(Adapter):
-    def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         from transformers import AutoFeatureExtractor, AutoModel, AutoTokenizer
 
         self.checkpoint, self.options = _mapping(checkpoint), self.check_options(options or {}, "options")
@@ -169,7 +170,8 @@ class HFEncodersAdapter(Adapter):
             for t, s in opts["pairs"]:
                 if t not in names["text"] or s not in names["speech"]:
                     raise ConfigError(f"options.pairs: [{t}, {s}] names a point neither side offers; text offers "
-                                      f"{', '.join(sorted(names['text']))}; speech {', '.join(sorted(names['speech']))}")
+                                      f"{', '.join(sorted(names['text']))}; speech "
+                                      f"{', '.join(sorted(names['speech']))}")
             pairs = [(t if t == s else f"{t}/{s}", t, s) for t, s in opts["pairs"]]
         return ModelSpec(checkpoint=paths, points=points, pairs=tuple(pairs), languages={"text": None, "speech": None})
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..base import DTYPES, ModelSpec, Point, load_error, pick_device
+from ..features import WhisperLogMel
 from ..joint import JointAdapter, JointStates
 from ..points import stack
 from ..tiny import cached
@@ -18,13 +19,17 @@ from .tiny import build_tiny, tiny_paths
 
 class SalmonnAdapter(JointAdapter):
     FAMILY = "SALMONN"
+    device_features = True
     TEMPLATE, PLACEHOLDER, SPECIAL = TEMPLATE, PLACEHOLDER, SPECIAL
 
-    def __init__(self, checkpoint, options: dict | None = None, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint, options: dict | None = None, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         paths = _mapping(checkpoint)
         self.checkpoint = paths
         self.options = self.check_options(options or {}, "options")
         self.model = Salmonn.from_checkpoints(**paths, device=pick_device(device), dtype=DTYPES[dtype])
+        if features == "device":
+            self.model.log_mel = WhisperLogMel(self.model.features)
 
     @classmethod
     def resolve(cls, checkpoint, cache: Path) -> dict[str, str]:

@@ -54,6 +54,7 @@ from torch import nn
 from ...errors import ModelError
 from ..base import DTYPES, Recorder, load_error, on
 from ..checkpoint import loading_report, read_checkpoint, tensor_report
+from ..features import WhisperLogMel, pad_waves
 from ..joint import DEFAULT_PROMPT, JointStates, pad_rows, row
 from ..joint import build_prompt as _build_prompt
 from .beats import Beats, BeatsConfig, beats_config, load_beats
@@ -186,6 +187,7 @@ class Salmonn:
         self.features, self.whisper, self.beats, self.audio = features, whisper, beats, audio
         self.llm, self.tokenizer, self.device, self.dtype = llm, tokenizer, device, dtype
         self.body = llm.base_model.model.model  # LlamaModel with the LoRA layers in place
+        self.log_mel: WhisperLogMel | None = None  # set: the log-mel is computed on the device
         for module in (whisper, beats, audio, llm):
             module.requires_grad_(False)
 
@@ -252,8 +254,11 @@ class Salmonn:
         if len(waves) != len(texts):
             raise ModelError(f"{len(waves)} waveforms but {len(texts)} texts")
         waves = [_clip(w) for w in waves]
-        mel = self.features(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_features"]
-        frames = mel.shape[-1] // 2  # Whisper's encoder halves the 3000 mel frames
+        if self.log_mel is not None:  # the log-mel is computed on the device by `run`
+            audio = dict(zip(("padded", "lengths"), pad_waves(waves)))
+        else:
+            audio = {"mel": self.features(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")["input_features"]}
+        frames = self.features.nb_max_frames // 2  # Whisper's encoder halves the 3000 mel frames
         k = window_frames(frames)
         n_windows = frames // k
         rows, real = [], []
@@ -264,13 +269,17 @@ class Salmonn:
                             self.tokenizer.encode(parts.right, parts.part_span("right")), audio_id=-1,
                             n_audio=n_windows, n_speech=min(math.ceil(real[-1] / k), n_windows),
                             prefix=[self.tokenizer.bos]))
-        return {"mel": mel, "waves": [torch.from_numpy(w) for w in waves], "rows": pad_rows(rows, -1, "cpu"),
-                "real": torch.tensor(real)}
+        return dict(audio, waves=[torch.from_numpy(w) for w in waves], rows=pad_rows(rows, -1, "cpu"),
+                    real=torch.tensor(real))
 
     @torch.inference_mode()
     def run(self, prepared: dict) -> JointStates:
         """The model's part of `states`: both encoders, the Q-Former, the LLM."""
-        frames = self.whisper(on(self.device, prepared["mel"], self.dtype)).last_hidden_state
+        if self.log_mel is not None:
+            mel = self.log_mel(on(self.device, prepared["padded"]), prepared["lengths"])[0]
+        else:
+            mel = on(self.device, prepared["mel"])
+        frames = self.whisper(mel.to(self.dtype)).last_hidden_state
         beats = [self.beats(on(self.device, w)) for w in prepared["waves"]]
         enc = self.audio.features(frames, beats)
         tokens = self.audio.tokens(enc)

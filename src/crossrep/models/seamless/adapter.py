@@ -19,6 +19,7 @@ import torch
 
 from ...errors import ModelError
 from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
+from ..features import KaldiFbank, pad_waves
 from ..points import same_name_pairs, stack
 from ..tiny import cached, randomise, write_marker
 
@@ -31,7 +32,9 @@ def lang_token(code: str) -> str:
 
 
 class SeamlessM4Tv2Adapter(Adapter):
-    def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32"):
+    device_features = True
+    def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         from transformers import SeamlessM4TFeatureExtractor, SeamlessM4Tv2Model
 
         self.device = pick_device(device)
@@ -47,6 +50,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         self.speech_encoder = model.speech_encoder.to(self.device).eval()
         self.dtype = DTYPES[dtype]
         self.lang_ids = _lang_tokens(self.tokenizer)
+        self.fbank = KaldiFbank() if features == "device" else None
         del model
 
     # ------------------------------------------------------------------ spec
@@ -91,6 +95,9 @@ class SeamlessM4Tv2Adapter(Adapter):
     # ------------------------------------------------------------------ forward
 
     def featurize(self, modality: str, iso: str, inputs: list) -> dict:
+        if modality == "speech" and self.fbank is not None:  # computed on the device by `forward`
+            waves, lengths = pad_waves(inputs)
+            return {"waves": waves, "lengths": lengths}
         if modality == "speech":
             feats = self.features(inputs, sampling_rate=16_000, padding=True, return_tensors="pt")
             return {"input_features": feats["input_features"], "attention_mask": feats["attention_mask"]}
@@ -121,6 +128,9 @@ class SeamlessM4Tv2Adapter(Adapter):
         return {p: masked_mean(rec.values[p], mask) for p in points}
 
     def _speech(self, feats: dict, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        if "waves" in feats:
+            feats = self.fbank.seamless(on(self.device, feats["waves"]), on(self.device, feats["lengths"]),
+                                        stride=self.features.stride)
         x = on(self.device, feats["input_features"], self.dtype)
         mask = on(self.device, feats["attention_mask"])
         enc = self.speech_encoder

@@ -8,6 +8,7 @@ import torch
 
 from ...errors import ConfigError, ModelError
 from ..base import DTYPES, Adapter, ModelSpec, load_error, masked_mean, on, pick_device
+from ..features import KaldiFbank, pad_waves
 from ..points import stack
 from ..tiny import cached
 from .encoders import (SPEECH_LANGUAGES, TEXT_MAX_TOKENS, SonarSpeechEncoder, SonarTextEncoder, _count, fbank,
@@ -15,9 +16,11 @@ from .encoders import (SPEECH_LANGUAGES, TEXT_MAX_TOKENS, SonarSpeechEncoder, So
 
 
 class SonarAdapter(Adapter):
+    device_features = True
     """`checkpoint`: {text: ref, tokenizer: ref, speech: {iso: ref, ...}} or `tiny`; refs as in models.files."""
 
-    def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32"):
+    def __init__(self, checkpoint: dict, options: dict, device: str = "auto", dtype: str = "float32",
+                 features: str = "cpu"):
         from ..files import local_file
 
         self.device, self.dtype, self.checkpoint = pick_device(device), DTYPES[dtype], checkpoint
@@ -27,6 +30,7 @@ class SonarAdapter(Adapter):
         self.text.to(self.device, self.dtype)
         check_vocabulary(self.tokenizer, self.text.encoder.config.vocab_size, checkpoint)
         self._speech: tuple[str, SonarSpeechEncoder] | None = None
+        self.fbank = KaldiFbank() if features == "device" else None
 
     @classmethod
     def check_options(cls, raw: dict, prefix: str) -> dict:
@@ -93,6 +97,8 @@ class SonarAdapter(Adapter):
             enc = self.tokenizer(inputs, padding=True, truncation=True, max_length=TEXT_MAX_TOKENS,
                                  return_tensors="pt")
             return enc["input_ids"], enc["attention_mask"].sum(dim=1)
+        if self.fbank is not None:  # computed on the device by `forward`
+            return pad_waves(inputs)
         feats = [fbank(w) for w in inputs]
         lengths = torch.tensor([len(f) for f in feats])
         t = int(lengths.max()) + int(lengths.max()) % 2  # the official collater pads to a multiple of 2
@@ -107,12 +113,30 @@ class SonarAdapter(Adapter):
         if modality == "text":
             out = self.text.states(on(self.device, x), on(self.device, lengths))
         else:
+            if self.fbank is not None:
+                x, lengths = self._device_fbank(on(self.device, x), lengths)
             out = self._speech_encoder(iso).states(on(self.device, x, self.dtype), on(self.device, lengths))
         names = ["in"] + [str(i) for i in range(1, len(out.states) - 1)]  # the last state is the final LN
         mask = out.mask()
         pooled = {name: masked_mean(state, mask) for name, state in zip(names, out.states) if name in points}
         pooled["pool"] = out.pooled
         return {p: pooled[p] for p in points}
+
+    def _device_fbank(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`fbank` and the batching of `featurize` on the device: each bin standardised over the clip with the
+        unbiased std and no epsilon, zero-padded to an even frame count."""
+        feats = []
+        for wave, n in zip(waves, lengths.tolist()):
+            f = self.fbank(wave[:n])
+            if len(f) < 2:
+                raise ModelError(f"a clip of {n} samples gives fewer than 2 fbank frames")
+            feats.append((f - f.mean(dim=0)) / f.std(dim=0, unbiased=True))
+        counts = torch.tensor([len(f) for f in feats])
+        t = int(counts.max()) + int(counts.max()) % 2
+        batch = waves.new_zeros(len(feats), t, feats[0].shape[1])
+        for i, f in enumerate(feats):
+            batch[i, :len(f)] = f.to(batch.dtype)
+        return batch.to(self.dtype), counts
 
     def _speech_encoder(self, iso: str) -> SonarSpeechEncoder:
         from ..files import local_file
