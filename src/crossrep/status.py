@@ -83,20 +83,24 @@ def render_timing(job: Job) -> str:
     lines = ["seconds per stage (a joint unit's time is split between its two shards)", head]
     totals: dict[str, dict[str, float]] = {}
 
-    def line(name, sentences, seconds, padding, workers) -> str:
-        wall = sum(seconds.values())
+    def line(name, sentences, seconds, padding, workers, overlapped: bool) -> str:
+        # the loop's wall time: model loading aside, and features only where no worker overlapped them
+        wall = sum(v for k, v in seconds.items() if k != "load" and (k != "features" or not overlapped))
         busy = f"{100 * seconds['forward'] / wall:5.1f}%" if wall else "     -"
         return (f"{name:<32} {sentences:>5} " + " ".join(f"{seconds[s]:8.2f}" for s in STAGES)
                 + f" {busy:>6} {padding:>7} {workers:>7}")
 
     for key, t in rows:
         seconds = {s: float(t["seconds"].get(s, 0.0)) for s in STAGES}
-        lines.append(line(str(key), t["sentences"], seconds, f"{100 * t['padding']:.1f}%", t["feature_workers"]))
+        lines.append(line(str(key), t["sentences"], seconds, f"{100 * t['padding']:.1f}%", t["feature_workers"],
+                          bool(t["feature_workers"])))
         for name in (key.model, "all"):
-            acc = totals.setdefault(name, dict.fromkeys(STAGES, 0.0) | {"sentences": 0})
+            acc = totals.setdefault(name, dict.fromkeys(STAGES, 0.0) | {"sentences": 0, "overlapped": True})
             for s in STAGES:
                 acc[s] += seconds[s]
             acc["sentences"] += t["sentences"]
+            acc["overlapped"] = acc["overlapped"] and bool(t["feature_workers"])
     for name, acc in totals.items():
-        lines.append(line(f"total {name}", int(acc["sentences"]), {s: acc[s] for s in STAGES}, "", ""))
+        lines.append(line(f"total {name}", int(acc["sentences"]), {s: acc[s] for s in STAGES}, "", "",
+                          acc["overlapped"]))
     return "\n".join(lines)

@@ -39,7 +39,7 @@ def _train_tokenizer(seed: int) -> bytes:
     return model.getvalue()
 
 
-def build_tiny(path: Path, seed: int = TINY_SEED) -> Path:
+def build_tiny(path: Path, seed: int = TINY_SEED, llm_width: int = 64, llm_layers: int = 2) -> Path:
     """A small random SALMONN in the official formats under `path` (see `tiny_paths`): the SALMONN `.pth`
     (trained tensors plus the known-unused extras the training code saves), a Whisper folder, the BEATs `.pt`
     and a LLaMA folder with a SentencePiece tokenizer trained on crossrep's demo corpus. Real sequence lengths
@@ -63,7 +63,8 @@ def build_tiny(path: Path, seed: int = TINY_SEED) -> Path:
 
     vocab = spm.SentencePieceProcessor(model_proto=sp_model).get_piece_size()
     torch.manual_seed(seed)
-    llm_cfg = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    llm_cfg = LlamaConfig(vocab_size=vocab, hidden_size=llm_width, intermediate_size=2 * llm_width,
+                          num_hidden_layers=llm_layers,
                           num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
                           bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     llm = LlamaForCausalLM(llm_cfg)
@@ -95,13 +96,13 @@ def build_tiny(path: Path, seed: int = TINY_SEED) -> Path:
     torch.save({"cfg": beats_cfg, "model": beats_state}, path / "beats.pt")
 
     q_hidden, q_inter = 128, 256
-    audio = SalmonnAudio(32, 48, q_hidden, q_inter, 64)
+    audio = SalmonnAudio(32, 48, q_hidden, q_inter, llm_width)
     randomise(audio, gen)
     names = official_audio_names(audio)
     state = {names[k]: v.clone() for k, v in audio.state_dict().items()}
     for _, target, prefix in lora_names(llm_cfg.num_hidden_layers):
-        state[f"{prefix}.lora_A.default.weight"] = torch.randn(8, 64, generator=gen) / math.sqrt(64)
-        state[f"{prefix}.lora_B.default.weight"] = torch.randn(64, 8, generator=gen) / math.sqrt(8)
+        state[f"{prefix}.lora_A.default.weight"] = torch.randn(8, llm_width, generator=gen) / math.sqrt(llm_width)
+        state[f"{prefix}.lora_B.default.weight"] = torch.randn(llm_width, 8, generator=gen) / math.sqrt(8)
     state.update(_unused_extras(q_hidden, q_inter, llm_cfg, beats_state, gen))
     torch.save({"model": state}, path / "salmonn.pth")
     write_marker(path, "SALMONN", seed=seed,
