@@ -154,6 +154,12 @@ def test_batches_by_a_seconds_budget_bound_the_padding(make_job):
     assert batches == extractor.batches(clips)  # the same lengths, the same batches
     lengths = [len(c) for c in clips]
     assert [len(b) for b in batches] != [8] * 5  # the budget, not the size, cut them
+    from crossrep.extract import padding_share
+
+    assert padding_share([[1, 3], [2, 2]]) == 0.2  # 8 of 10 padded positions hold input
+    budgeted = padding_share([[lengths[r] for r in b] for b in batches])
+    fixed = padding_share([[sorted(lengths)[r] for r in range(i, i + 8)] for i in range(0, 40, 8)])
+    assert budgeted <= fixed + 1e-9
     texts = ["x" * n for n in range(40)]
     assert [len(b) for b in extractor.batches(texts)] == [8] * 5  # text: by batch_size alone
     assert all(lengths[b[i]] <= lengths[b[i + 1]] for b in batches for i in range(len(b) - 1))

@@ -88,3 +88,39 @@ def test_joint_pass_resumes_a_shard_the_other_finished(salmonn_job, count_states
     store = ActivationStore(job.out)
     assert sum(count_states) == len(store.ids(table[text]))
     assert store.state(table[text]).complete and store.state(table[speech]).complete
+
+
+def test_a_clip_longer_than_the_model_takes_is_refused_naming_the_file(tmp_path, demo_root):
+    """Qwen2-Audio takes 30 s: a 31 s clip fails its unit with the file's name, before any forward pass."""
+    import shutil
+
+    import soundfile as sf
+
+    from crossrep.extract import ShardFailures
+    from crossrep.data.fleurs import FleursLanguage
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    eng = FleursLanguage(root, "eng", "test", 0)
+    victim = eng.sentences[sorted(eng.sentences)[0]].file
+    sf.write(eng.dir / "audio" / "test" / victim, np.zeros(31 * 16_000, np.float32), 16_000, subtype="PCM_16")
+    job = job_dict(tmp_path / "long", root, "tiny", **{"data.languages": ["eng", "deu"]})
+    job["models"] = [{"name": "qwen2_audio", "adapter": "qwen2_audio", "checkpoint": "tiny"}]
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(job))
+    create_store(load_job(path), progress=False)
+    table = shards(load_job(path))
+    unit = [i for i, k in enumerate(table) if k.lang == "eng"]  # the text and speech shard of English
+    # the TSV still gives the old length: the clip is refused where it is decoded (a DataLoader worker)
+    with pytest.raises(ShardFailures, match=rf"clip {victim} is 31.0 s, longer than the 30 s .*its TSV says"):
+        run_task(str(path), unit, progress=False)
+    store = ActivationStore(load_job(path).out)
+    assert all(victim in store.state(table[i]).error for i in unit)
+    # with the TSV's sample count right, before any batch runs
+    tsv = eng.tsv.read_text().splitlines()
+    fixed = ["\t".join(c[:5] + [str(31 * 16_000)] + c[6:]) if c[1] == victim else line
+             for line in tsv for c in [line.split("\t")]]
+    eng.tsv.write_text("\n".join(fixed) + "\n")
+    with pytest.raises(ShardFailures, match=rf"clip {victim} \(sentence id \d+\) is 31.0 s, longer than the 30 s"):
+        run_task(str(path), unit, progress=False)
+    assert all(not store.state(table[i]).chunks_done for i in unit)

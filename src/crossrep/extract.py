@@ -13,7 +13,9 @@ import logging
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from .config import Job, load_job
 from .data.audio import SAMPLE_RATE
-from .data.fleurs import FleursLanguage
+from .data.fleurs import Clip, FleursLanguage
 from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
 from .models import adapter_class
@@ -157,66 +159,92 @@ class Extractor:
         done = {m: set(states[m].chunks_done) for m in keys}
         todo = [c for c in range(states[first.modality].n_chunks) if any(c not in done[m] for m in keys)]
         adapter = self.adapter(first.model)
+        started = time.perf_counter()
         clock = StageClock(getattr(adapter, "device", None))
         clock.add("load", self.load_seconds)
         self.load_seconds = 0.0
+        lang = FleursLanguage(self.job.data.root, first.lang, self.job.data.split, self.job.data.seed)
         with clock("audio"):
-            inputs = self.inputs(adapter, first.lang, keys, [ids[r] for c in todo
-                                                             for r in range(len(ids))[chunk_rows(len(ids), size, c)]])
-        batches = [(c, rows) for c in todo for rows in self.batches(
-            [inputs[i] for i in ids[chunk_rows(len(ids), size, c)]])]
+            inputs = self.inputs(adapter, lang, keys, [ids[r] for c in todo
+                                                       for r in range(len(ids))[chunk_rows(len(ids), size, c)]])
+        chunk_ids = {c: ids[chunk_rows(len(ids), size, c)] for c in todo}
+        chunk_inputs = {c: [inputs[i] for i in chunk_ids[c]] for c in todo}
+        batches = [(c, rows) for c in todo for rows in self.batches(chunk_inputs[c])]
         last = {c: k for k, (c, _) in enumerate(batches)}  # the batch that completes chunk c
         total = sum(len(rows) for _, rows in batches)
         bar = tqdm(total=len(ids), initial=len(ids) - total, unit="sent", disable=not self.progress, file=sys.stderr,
                    desc=first.key if len(keys) == 1 else f"{first.model}/{'+'.join(keys)}/{first.lang}",
                    mininterval=1.0)
-        chunk_inputs = {c: [inputs[i] for i in ids[chunk_rows(len(ids), size, c)]] for c in todo}
-        work = Featurized(adapter, first.lang, sorted(keys), [[chunk_inputs[c][k] for k in rows]
-                                                               for c, rows in batches])
         workers = min(self.job.extract.feature_workers, len(batches))
-        loader = DataLoader(work, batch_size=None, num_workers=workers, pin_memory=clock.cuda,
-                            worker_init_fn=_one_thread, multiprocessing_context="fork" if workers else None,
+        loader = DataLoader(Featurized(adapter, lang, sorted(keys),
+                                       [[chunk_inputs[c][r] for r in rows] for c, rows in batches]),
+                            batch_size=None, num_workers=workers, pin_memory=clock.cuda, worker_init_fn=_one_thread,
+                            multiprocessing_context="fork" if workers else None,
                             prefetch_factor=2 if workers else None)
-        out: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+        unit = Unit(keys, points, done, batches, last, chunk_ids)
+        with ThreadPoolExecutor(1, thread_name_prefix="crossrep-write") as writer:  # chunks are written while
+            writes = self.loop(adapter, clock, loader, workers, unit, writer, bar)   # the model runs on
+        for w in writes:
+            clock.add("write", w.result())  # raises a failed write
+        bar.close()
+        wall = time.perf_counter() - started
+        lengths = [[_length(chunk_inputs[c][r]) for r in rows] for c, rows in batches]
+        record = {"sentences": total, "batches": len(batches), "feature_workers": workers,
+                  "features": "device" if self.job.extract.features == "device" and adapter.device_features else "cpu",
+                  "device": str(getattr(adapter, "device", "cpu")), "unit": [str(k) for k in keys.values()],
+                  "padding": padding_share(lengths)}
+        for key in keys.values():  # a joint unit's time is split evenly between its shards
+            self.store.record_timing(key, dict(record, wall=round(wall / len(keys), 4), seconds={
+                k: round(v, 4) for k, v in clock.share(1 / len(keys)).items()}))
+            self.store.mark(key, complete=True)
+
+    def loop(self, adapter, clock: StageClock, loader, workers: int, unit: "Unit", writer, bar) -> list:
+        """Forward passes over the featurized batches as they arrive; each completed chunk goes to the writer
+        (the futures are returned; a failed write stops the loop at the next batch)."""
+        keys, out, writes = unit.keys, {}, []
+        lang = next(iter(keys.values())).lang
         waited = time.perf_counter()
         for k, (features, seconds, error) in enumerate(loader):
             if error is not None:
                 raise error
-            clock.add("features", seconds)  # without workers the loader featurized in this process: no wait
-            clock.add("wait", max(0.0, time.perf_counter() - waited - (0.0 if workers else seconds)))
-            c, rows = batches[k]
-            need = {m: points[m] for m in keys if c not in done[m]}
+            for stage, value in seconds.items():
+                clock.add(stage, value)
+            busy = 0.0 if workers else sum(seconds.values())  # without workers the loader ran in this process
+            clock.add("wait", max(0.0, time.perf_counter() - waited - busy))
+            for w in writes:
+                if w.done() and w.exception() is not None:
+                    raise w.exception()
+            c, rows = unit.batches[k]
+            need = {m: unit.points[m] for m in keys if c not in unit.done[m]}
             with clock("forward"):
                 if adapter.joint_inputs:
-                    pooled = adapter.forward_joint(first.lang, features, need)
+                    pooled = adapter.forward_joint(lang, features, need)
                 else:
-                    pooled = {m: adapter.forward(m, first.lang, features, p) for m, p in need.items()}
+                    pooled = {m: adapter.forward(m, lang, features, p) for m, p in need.items()}
             with clock("pool"):
-                self.collect(out.setdefault(c, {m: {} for m in need}), pooled, keys, rows, len(chunk_inputs[c]),
-                             [ids[chunk_rows(len(ids), size, c)][r] for r in rows])
+                self.collect(out.setdefault(c, {m: {} for m in need}), pooled, keys, rows, len(unit.chunk_ids[c]),
+                             [unit.chunk_ids[c][r] for r in rows])
             bar.update(len(rows))
-            if last[c] == k:
-                with clock("write"):
-                    for m, values in out.pop(c).items():
-                        self.store.write_chunk(keys[m], c, values)
+            if unit.last[c] == k:
+                writes.append(writer.submit(self.write, keys, c, out.pop(c)))
             waited = time.perf_counter()
-        bar.close()
-        lengths = [[_length(chunk_inputs[c][r]) for r in rows] for c, rows in batches]
-        padded = sum(len(x) * max(x) for x in lengths)
-        record = {"sentences": total, "batches": len(batches), "feature_workers": workers,
-                  "features": "device" if self.job.extract.features == "device" and adapter.device_features else "cpu",
-                  "device": str(getattr(adapter, "device", "cpu")), "unit": [str(k) for k in keys.values()],
-                  "padding": round(1 - sum(map(sum, lengths)) / padded, 4) if padded else 0.0}
-        for key in keys.values():  # a joint unit's time is split evenly between its shards
-            self.store.record_timing(key, dict(record, seconds={
-                k: round(v, 4) for k, v in clock.share(1 / len(keys)).items()}))
-            self.store.mark(key, complete=True)
+        return writes
 
-    def inputs(self, adapter, lang_iso: str, keys: dict, wanted: list[int]) -> dict:
-        """Sentence id -> what the adapter takes: a text, a clip, or (clip, text) for joint adapters."""
-        lang = FleursLanguage(self.job.data.root, lang_iso, self.job.data.split, self.job.data.seed)
+    def write(self, keys: dict, c: int, values: dict) -> float:
+        start = time.perf_counter()
+        for m, v in values.items():
+            self.store.write_chunk(keys[m], c, v)
+        return time.perf_counter() - start
+
+    def inputs(self, adapter, lang: FleursLanguage, keys: dict, wanted: list[int]) -> dict:
+        """Sentence id -> what the adapter takes: a text, a clip, or (clip, text) for joint adapters. Clips of an
+        audio folder stay `Clip` references, decoded by the DataLoader workers; a packed archive is read here
+        (one pass over it)."""
         if adapter.joint_inputs or "speech" in keys:
-            audio = lang.audio(wanted)
+            if lang.source.folder is not None:
+                audio = lang.clips(wanted)
+            else:
+                audio = lang.audio(wanted)
             self.check_lengths(adapter, lang, wanted, audio)
         if adapter.joint_inputs:
             return dict(zip(wanted, zip(audio, lang.texts(wanted))))
@@ -267,11 +295,24 @@ class Extractor:
                                  f"{type(adapter).__name__} takes; leave the sentence's language out or cut the clip")
 
 
+@dataclass(frozen=True)
+class Unit:
+    """What one run of a unit computes: its incomplete shards by modality, their points and chunks done, the
+    batches (chunk, row indices), the batch completing each chunk, and each chunk's sentence ids."""
+
+    keys: dict[str, ShardKey]
+    points: dict[str, tuple[str, ...]]
+    done: dict[str, set[int]]
+    batches: list[tuple[int, list[int]]]
+    last: dict[int, int]
+    chunk_ids: dict[int, list[int]]
+
+
 class Featurized(Dataset):
     """The batches of a unit, featurized by the adapter (CPU work, no weights) in DataLoader workers: each item
     is (features, seconds it took, None) or (None, 0, the error), so that an error keeps its own message."""
 
-    def __init__(self, adapter, lang: str, modalities: list[str], batches: list[list]):
+    def __init__(self, adapter, lang: FleursLanguage, modalities: list[str], batches: list[list]):
         self.adapter, self.lang, self.modalities, self.batches = adapter, lang, modalities, batches
 
     def __len__(self) -> int:
@@ -280,19 +321,50 @@ class Featurized(Dataset):
     def __getitem__(self, k: int):
         start = time.perf_counter()
         try:
+            batch = self.decode(self.batches[k])
+            decoded = time.perf_counter()
+            iso = self.lang.lang.iso
             if self.adapter.joint_inputs:
-                features = self.adapter.featurize_joint(self.lang, self.batches[k])
+                features = self.adapter.featurize_joint(iso, batch)
             else:  # a non-joint unit is one shard
-                features = self.adapter.featurize(self.modalities[0], self.lang, self.batches[k])
+                features = self.adapter.featurize(self.modalities[0], iso, batch)
         except CrossrepError as exc:  # raised again in the task, with its own type and message
-            return None, 0.0, exc
+            return None, {}, exc
         except Exception as exc:  # other types may not survive the trip between processes
-            return None, 0.0, ModelError(f"{type(exc).__name__}: {exc}")
-        return features, time.perf_counter() - start, None
+            return None, {}, ModelError(f"{type(exc).__name__}: {exc}")
+        return features, {"audio": decoded - start, "features": time.perf_counter() - decoded}, None
+
+    def decode(self, batch: list) -> list:
+        """The batch with its `Clip` references decoded (in the worker), each checked against the model's limit."""
+        clips = [x[0] if isinstance(x, tuple) else x for x in batch]
+        refs = [c.file for c in clips if isinstance(c, Clip)]
+        if not refs:
+            return batch
+        audio = self.lang.source.read(refs)
+        limit = self.adapter.max_seconds
+        for name in refs:
+            if limit is not None and len(audio[name]) > limit * SAMPLE_RATE:
+                raise ModelError(f"{self.lang.dir}: clip {name} is {len(audio[name]) / SAMPLE_RATE:.1f} s, longer "
+                                 f"than the {limit:g} s {type(self.adapter).__name__} takes (its TSV says "
+                                 f"{next(c.n_samples for c in clips if isinstance(c, Clip) and c.file == name)} "
+                                 f"samples)")
+
+        def one(x):
+            if isinstance(x, tuple):
+                return (one(x[0]), x[1])
+            return audio[x.file] if isinstance(x, Clip) else x
+
+        return [one(x) for x in batch]
 
 
 def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)
+
+
+def padding_share(batches: list[list[int]]) -> float:
+    """The share of padded positions in batches of these input lengths (each padded to its longest)."""
+    padded = sum(len(b) * max(b) for b in batches)
+    return round(1 - sum(map(sum, batches)) / padded, 4) if padded else 0.0
 
 
 def _length(item) -> int:

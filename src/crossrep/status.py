@@ -69,7 +69,8 @@ def render(job: Job, show_all: bool = False, verify: bool = False) -> tuple[str,
 
 def render_timing(job: Job) -> str:
     """Seconds per extraction stage for every shard with a timing record, per model and in all, with the share
-    of wall time the model's forward pass ran (busy) and the padding share of the batches."""
+    of the unit's wall time (model loading aside) the forward pass ran (busy) and the padding share. Stages
+    overlap: features and audio decoding run in the DataLoader workers, writes in a writer thread."""
     path = job.out / FILENAME
     if not path.exists():
         return f"{path}: not created yet: no timing"
@@ -79,28 +80,27 @@ def render_timing(job: Job) -> str:
     if not rows:
         return f"{path}: no shard has a timing record yet (written when a shard's extraction finishes)"
     head = f"{'model/modality/lang':<32} {'sent':>5} " + " ".join(f"{s:>8}" for s in STAGES) + \
-        f" {'busy':>6} {'padding':>7} {'workers':>7}"
-    lines = ["seconds per stage (a joint unit's time is split between its two shards)", head]
+        f" {'wall':>8} {'busy':>6} {'padding':>7} {'workers':>7}"
+    lines = ["seconds per stage (a joint unit's time is split between its two shards; stages overlap, wall is "
+             "the unit's own)", head]
     totals: dict[str, dict[str, float]] = {}
 
-    def line(name, sentences, seconds, padding, workers, overlapped: bool) -> str:
-        # the loop's wall time: model loading aside, and features only where no worker overlapped them
-        wall = sum(v for k, v in seconds.items() if k != "load" and (k != "features" or not overlapped))
+    def line(name, sentences, seconds, padding, workers, wall: float) -> str:
         busy = f"{100 * seconds['forward'] / wall:5.1f}%" if wall else "     -"
         return (f"{name:<32} {sentences:>5} " + " ".join(f"{seconds[s]:8.2f}" for s in STAGES)
-                + f" {busy:>6} {padding:>7} {workers:>7}")
+                + f" {wall:8.2f} {busy:>6} {padding:>7} {workers:>7}")
 
     for key, t in rows:
         seconds = {s: float(t["seconds"].get(s, 0.0)) for s in STAGES}
         lines.append(line(str(key), t["sentences"], seconds, f"{100 * t['padding']:.1f}%", t["feature_workers"],
-                          bool(t["feature_workers"])))
+                          float(t["wall"])))
         for name in (key.model, "all"):
-            acc = totals.setdefault(name, dict.fromkeys(STAGES, 0.0) | {"sentences": 0, "overlapped": True})
+            acc = totals.setdefault(name, dict.fromkeys(STAGES, 0.0) | {"sentences": 0, "wall": 0.0})
             for s in STAGES:
                 acc[s] += seconds[s]
             acc["sentences"] += t["sentences"]
-            acc["overlapped"] = acc["overlapped"] and bool(t["feature_workers"])
+            acc["wall"] += float(t["wall"])
     for name, acc in totals.items():
         lines.append(line(f"total {name}", int(acc["sentences"]), {s: acc[s] for s in STAGES}, "", "",
-                          acc["overlapped"]))
+                          acc["wall"]))
     return "\n".join(lines)

@@ -90,10 +90,29 @@ class FleursLanguage:
     def texts(self, ids: list[int]) -> list[str]:
         return [self.sentences[i].text for i in ids]
 
+    @cached_property
+    def source(self) -> AudioSource:
+        return AudioSource(self.dir, self.split)
+
     def audio(self, ids: list[int]) -> list[np.ndarray]:
         files = [self.sentences[i].file for i in ids]
-        decoded = AudioSource(self.dir, self.split).read(files)
+        decoded = self.source.read(files)
         return [decoded[f] for f in files]
+
+    def clips(self, ids: list[int]) -> list[Clip]:
+        """Clips to decode later (where they are featurized), with their TSV sample counts for batching."""
+        return [Clip(self.sentences[i].file, self.sentences[i].n_samples) for i in ids]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A clip of a language's audio folder, decoded where it is featurized; `n_samples` from the TSV."""
+
+    file: str
+    n_samples: int
+
+    def __len__(self) -> int:
+        return self.n_samples
 
 
 @dataclass(frozen=True)
