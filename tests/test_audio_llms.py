@@ -207,3 +207,18 @@ def test_spec_and_token_ids_from_the_config(checkpoint, adapter):
     assert spec.pairs[0] == ("enc", "in", "enc")
     ids = type(adapter).text_tokenizer(checkpoint, {})(TEXTS[0])
     assert adapter.tokenizer.decode(ids) == TEXTS[0]
+
+
+def test_omni_reads_its_sizes_from_a_whole_omni_config(tmp_path):
+    """The hub's Qwen2.5-Omni checkpoints hold the whole model (thinker, talker, vocoder): its thinker's sizes."""
+    from transformers import AutoConfig, Qwen2_5OmniConfig
+
+    thinker = Qwen25OmniAdapter.resolve("tiny", tmp_path / "cache")
+    Qwen2_5OmniConfig(thinker_config=AutoConfig.from_pretrained(thinker).to_dict()).save_pretrained(tmp_path / "whole")
+    whole = Qwen25OmniAdapter.spec(str(tmp_path / "whole"), {})
+    assert whole.points == Qwen25OmniAdapter.spec(thinker, {}).points
+    assert [p.width for p in whole.points["speech"][:2]] == [32, 64]
+    (tmp_path / "other").mkdir()
+    AutoConfig.for_model("bert").save_pretrained(tmp_path / "other")
+    with pytest.raises(ModelError, match=r"model_type is 'bert', not qwen2_5_omni_thinker or qwen2_5_omni"):
+        Qwen25OmniAdapter.spec(str(tmp_path / "other"), {})

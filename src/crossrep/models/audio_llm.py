@@ -37,6 +37,7 @@ class AudioLLM(JointAdapter):
 
     MODEL = ""  # transformers class with the checkpoint's weights (an *ForConditionalGeneration)
     MODEL_TYPE = ""  # the config's model_type
+    ALSO_ACCEPTED: tuple[str, ...] = ()  # other model types `sizes` and `load_model` know how to read
     MASK_KWARG = "feature_attention_mask"  # the backbone's keyword for the mel-frame mask
     AUDIO_ID_KEY = "audio_token_id"  # config key of the placeholder id
     TINY = ""  # cache folder name of the tiny build
@@ -112,12 +113,10 @@ class AudioLLM(JointAdapter):
     def config(cls, checkpoint: str):
         from transformers import AutoConfig
 
-        try:
-            cfg = AutoConfig.from_pretrained(checkpoint)
-        except (OSError, ValueError) as exc:
-            raise load_error(f"the {cls.FAMILY} config", checkpoint, exc) from None
-        if cfg.model_type != cls.MODEL_TYPE:
-            raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not {cls.MODEL_TYPE}")
+        cfg = from_pretrained(AutoConfig, checkpoint, f"the {cls.FAMILY} config")
+        accepted = (cls.MODEL_TYPE,) + cls.ALSO_ACCEPTED
+        if cfg.model_type not in accepted:
+            raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not {' or '.join(accepted)}")
         return cfg
 
     @classmethod
@@ -140,10 +139,7 @@ class AudioLLM(JointAdapter):
     def load_tokenizer(cls, checkpoint: str):
         from transformers import AutoTokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        except (OSError, ValueError) as exc:
-            raise load_error(f"the {cls.FAMILY} tokenizer", checkpoint, exc) from None
+        tokenizer = from_pretrained(AutoTokenizer, checkpoint, f"the {cls.FAMILY} tokenizer")
         if not tokenizer.is_fast:
             raise ModelError(f"{checkpoint}: {cls.FAMILY} needs a fast tokenizer (character offsets locate the "
                              f"transcript); got {type(tokenizer).__name__}")
@@ -219,6 +215,14 @@ class AudioLLM(JointAdapter):
             hidden=(out.hidden_states[0],) + tuple(rec.values[str(i)] for i in range(1, n_layers + 1)),
             out=out.hidden_states[-1], valid=t["valid"], audio=t["audio"], speech=t["speech"],
             transcript=t["transcript"], prompt=t["valid"] & ~t["audio"], input_ids=t["ids"])
+
+
+def from_pretrained(loader, checkpoint: str, what: str):
+    """`loader.from_pretrained(checkpoint)` with a loading failure that says what is missing and how to get it."""
+    try:
+        return loader.from_pretrained(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise load_error(what, checkpoint, exc) from None
 
 
 def encode(tokenizer, part: str, span: tuple[int, int] | None) -> tuple[list[int], list[bool]]:

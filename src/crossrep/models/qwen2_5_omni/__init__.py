@@ -18,9 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ...errors import ModelError
 from ..audio_llm import AudioLLM
-from ..base import Recorder, load_error
+from ..base import Recorder
 
 WHOLE = "qwen2_5_omni"  # the hub checkpoints: thinker, talker and vocoder
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
@@ -31,6 +30,7 @@ class Qwen25OmniAdapter(AudioLLM):
     FAMILY = "Qwen2.5-Omni"
     MODEL = "Qwen2_5OmniThinkerForConditionalGeneration"
     MODEL_TYPE = "qwen2_5_omni_thinker"
+    ALSO_ACCEPTED = (WHOLE,)
     TEMPLATE = "<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
     PLACEHOLDER = "<|AUDIO|>"
     SPECIAL = ("<|endoftext|>",)
@@ -45,18 +45,8 @@ class Qwen25OmniAdapter(AudioLLM):
         return whole.thinker
 
     @classmethod
-    def config(cls, checkpoint: str):
-        from transformers import AutoConfig
-
-        try:
-            cfg = AutoConfig.from_pretrained(checkpoint)
-        except (OSError, ValueError) as exc:
-            raise load_error(f"the {cls.FAMILY} config", checkpoint, exc) from None
-        if cfg.model_type == WHOLE:
-            return _Whole(cfg)
-        if cfg.model_type != cls.MODEL_TYPE:
-            raise ModelError(f"{checkpoint}: model_type is {cfg.model_type!r}, not {WHOLE} or {cls.MODEL_TYPE}")
-        return cfg
+    def sizes(cls, cfg) -> tuple[int, int, int]:
+        return super().sizes(cfg.thinker_config if cfg.model_type == WHOLE else cfg)
 
     def record_encoder(self, rec: Recorder) -> None:
         rec.input(self.tower().ln_post, "enc")  # packed: (frames of all clips, D)
@@ -101,12 +91,3 @@ class Qwen25OmniAdapter(AudioLLM):
         tokenizer.save_pretrained(path)
         WhisperFeatureExtractor(feature_size=128).save_pretrained(path)
         write_marker(path, "Qwen2.5-Omni thinker", seed=seed)
-
-
-class _Whole:
-    """The whole Omni model's config seen as its thinker's (sizes live in `thinker_config`)."""
-
-    def __init__(self, cfg):
-        self.text_config = cfg.thinker_config.text_config
-        self.audio_config = cfg.thinker_config.audio_config
-        self.model_type = WHOLE
