@@ -100,7 +100,7 @@ def render_timing(job: Job) -> str:
                 acc[s] += seconds[s]
             acc["sentences"] += t["sentences"]
             acc["wall"] += float(t["wall"])
-    for name, acc in totals.items():
+    for name, acc in sorted(totals.items(), key=lambda item: item[0] == "all"):  # per model, then all
         lines.append(line(f"total {name}", int(acc["sentences"]), {s: acc[s] for s in STAGES}, "", "",
                           acc["wall"]))
     return "\n".join(lines)
