@@ -26,7 +26,7 @@ from crossrep.store import ActivationStore
 from helpers import tree_bytes
 
 SCRIPTS = REPO / "slurm" / "dev-cluster"
-SETTINGS = {"extract.chunk_size": 2, "extract.batch_size": 1}
+SETTINGS = {"extract.chunk_size": 2, "extract.batch_size": 1, "extract.feature_workers": 1}  # as real jobs: a worker
 
 
 @pytest.fixture(scope="module")

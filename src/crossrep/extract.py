@@ -178,7 +178,7 @@ class Extractor:
         workers = min(self.job.extract.feature_workers, len(batches))
         loader = DataLoader(Featurized(adapter, lang, sorted(keys),
                                        [[chunk_inputs[c][r] for r in rows] for c, rows in batches]),
-                            batch_size=None, num_workers=workers, pin_memory=clock.cuda, worker_init_fn=_one_thread,
+                            batch_size=None, num_workers=workers, pin_memory=clock.cuda, worker_init_fn=_worker_init,
                             multiprocessing_context="fork" if workers else None,
                             prefetch_factor=2 if workers else None)
         unit = Unit(keys, points, done, batches, last, chunk_ids)
@@ -357,8 +357,13 @@ class Featurized(Dataset):
         return [one(x) for x in batch]
 
 
-def _one_thread(_worker: int) -> None:
+def _worker_init(_worker: int) -> None:
+    """A feature worker: one thread, and deaf to SIGTERM and SIGINT, which the task itself answers (submitit
+    ignores SIGTERM until Slurm's KillWait ends; Ctrl-C stops the task, whose DataLoader then stops its workers).
+    A worker killed by either would otherwise fail its shard with "DataLoader worker ... killed by signal"."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def padding_share(batches: list[list[int]]) -> float:
