@@ -243,11 +243,9 @@ class HFEncodersAdapter(Adapter):
 
     def _speech_masks(self, enc, x, name: str, mask, states: dict) -> dict[str, torch.Tensor]:
         """Per recorded state, the valid positions of each clip, by the rule of the module docstring."""
-        b = x.shape[0]
         if mask is None:
             frames = x.shape[-1] if name == "input_features" else x.shape[1]
-            lengths = torch.full((b,), frames)
-            mask = torch.ones(b, frames, dtype=torch.long)
+            mask = torch.ones(x.shape[0], frames, dtype=torch.long)
         lengths = mask.sum(dim=1)
         out = {"feature": mask}
         rule = getattr(enc, "_get_feat_extract_output_lengths", None)

@@ -99,13 +99,7 @@ class SonarAdapter(Adapter):
             return enc["input_ids"], enc["attention_mask"].sum(dim=1)
         if self.fbank is not None:  # computed on the device by `forward`
             return pad_waves(inputs)
-        feats = [fbank(w) for w in inputs]
-        lengths = torch.tensor([len(f) for f in feats])
-        t = int(lengths.max()) + int(lengths.max()) % 2  # the official collater pads to a multiple of 2
-        batch = torch.zeros(len(feats), t, feats[0].shape[1])
-        for i, f in enumerate(feats):
-            batch[i, :len(f)] = torch.from_numpy(f)
-        return batch, lengths
+        return collate([torch.from_numpy(fbank(w)) for w in inputs])
 
     @torch.inference_mode()
     def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -130,12 +124,8 @@ class SonarAdapter(Adapter):
             f = self.fbank(wave[:n])
             if len(f) < 2:
                 raise ModelError(f"a clip of {n} samples gives fewer than 2 fbank frames")
-            feats.append((f - f.mean(dim=0)) / f.std(dim=0, unbiased=True))
-        counts = torch.tensor([len(f) for f in feats])
-        t = int(counts.max()) + int(counts.max()) % 2
-        batch = waves.new_zeros(len(feats), t, feats[0].shape[1])
-        for i, f in enumerate(feats):
-            batch[i, :len(f)] = f.to(batch.dtype)
+            feats.append(((f - f.mean(dim=0)) / f.std(dim=0, unbiased=True)).to(torch.float32))
+        batch, counts = collate(feats)
         return batch.to(self.dtype), counts
 
     def _speech_encoder(self, iso: str) -> SonarSpeechEncoder:
@@ -150,6 +140,17 @@ class SonarAdapter(Adapter):
                                                        pooler_heads=self.options.get("pooler_heads"))
             self._speech = (ref, model.to(self.device, self.dtype))
         return self._speech[1]
+
+
+def collate(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Standardised fbank frames of a batch, zero-padded to an even frame count as the official collater does,
+    on their device, and the frame counts (on the host)."""
+    counts = torch.tensor([len(f) for f in feats])
+    t = int(counts.max()) + int(counts.max()) % 2
+    batch = feats[0].new_zeros(len(feats), t, feats[0].shape[1])
+    for i, f in enumerate(feats):
+        batch[i, :len(f)] = f
+    return batch, counts
 
 
 def load_tokenizer(checkpoint: dict):
