@@ -51,10 +51,11 @@ def run(job: Job) -> Path:
     if panels:
         tokens.scatter(panels, out / "fig6_tokens", first)
     _say("findings")
-    st = findings.Settings(a.alpha, a.language_bootstrap, a.seed)
-    results = []
+    tested = []
     for m in job.models:
-        results += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, st, sharing[m.name])
+        tested += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, sharing[m.name])
+    suffixes = {measure: ("" if k == 0 else f"_{measure}") for k, measure in enumerate(job.similarity.measures)}
+    results = findings.decide(tested, a.alpha, suffixes)
     target.mkdir(exist_ok=True)
     drawn = {f.name for f in out.iterdir()}
     for old in target.iterdir():
@@ -95,6 +96,8 @@ def _record(job: Job, store, results, started, drawn) -> dict:
     return {
         "crossrep_version": crossrep.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "job": job.name, "alpha": a.alpha, "language_bootstrap": a.language_bootstrap,
+        "multiplicity": _multiplicity(results, a.alpha), "jackknife": sim.jackknife,
+        "calibration": _calibration(),
         "permutations": sim.permutations, "bootstrap": sim.bootstrap, "seed": a.seed,
         "findings": [f | {"figures": [name for name in f["figures"] if name in drawn]} for f in findings.describe()],
         "results": findings.as_dicts(results), "figures": extra,
@@ -107,6 +110,24 @@ def _record(job: Job, store, results, started, drawn) -> dict:
                     "started": started.isoformat(timespec="seconds"),
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     }
+
+
+def _calibration() -> dict | None:
+    """The calibration table installed with this version (bench/calibration.py --write), quoted by the report."""
+    path = Path(__file__).with_name("calibration.json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _multiplicity(results, alpha: float) -> dict:
+    """What the summary says of the adjustment: the family, the method, how many tests and how many hold."""
+    tested = [r for r in results if r.p_adjusted is not None]
+    return {"family": "each finding over every model and measure of this report",
+            "method": "Holm's step-down (family-wise error rate at alpha under any dependence)", "alpha": alpha,
+            "tests": len(tested), "families": len({r.finding for r in tested}),
+            "holds": sum(r.verdict == "holds" for r in tested),
+            "does_not_hold": sum(r.verdict == "does not hold" for r in tested),
+            "holds_unadjusted": sum(r.p_value is not None and r.p_value < alpha and (r.value or 0) > 0
+                                    for r in tested)}
 
 
 def _write_json(path: Path, record: dict) -> None:

@@ -1,21 +1,30 @@
 """The study's six findings, tested per model and measure on chance-adjusted scores.
 
-Every statistic is a mean over languages (or a correlation over language pairs), so every interval and p-value
-comes from resampling or permuting languages, never pairs: a pair matrix shares each language with all its
-pairs. Intervals: percentile, `analysis.language_bootstrap` resamples of the languages (stratified by resource
-level for finding 2). p-values are one-sided for the study's direction, add-one:
-- per-language values that are independent across languages (findings 1, 3, 6): random sign flips;
-- a difference between resource levels (2): the level labels permuted over languages;
-- pair matrices (4): the language bootstrap centred on the estimate (Hall and Wilson 1991);
-- the token-sharing correlation (5): the Mantel test (one matrix's languages permuted).
-Verdict at alpha: "holds" when p < alpha and the statistic has the study's sign; "does not hold" when the
-interval lies entirely on the other side of 0; "inconclusive" otherwise; "not applicable" when the model has
-no such points (a model without a length adaptor, a text tokenizer, enough layers or languages of a level).
+Both sources of variation are in every test. Languages: each statistic is a function of the languages it is
+computed on, and its variance over languages is the delete-one jackknife over languages (stratified by resource
+level for finding 2): deleting a language removes all its pairs, so the dependence of the pairs that share a
+language is respected. Sentences: the same sentences are compared in every language, so a statistic that
+contrasts blocks of comparisons (deep vs shallow, text vs speech) also varies with the sentence sample, in a way
+no resampling of languages sees; its variance is the delete-a-group jackknife over sentences
+(`similarity.jackknife` groups; each replicate leaves one group of sentence positions out of every comparison;
+a bootstrap would repeat sentences, which both sides of a comparison then share, raising the scores and their
+spread). The two variances add (this counts each language's own sentence noise twice: conservative), and the estimate over its
+standard error is referred to a t distribution with Welch-Satterthwaite degrees of freedom.
+
+One procedure gives the p-value and the interval: two-sided t tests, and an interval that is exactly the set of
+effects the test does not reject. Multiplicity: the tests of one finding over every model and measure of the
+report form a family, adjusted by Holm's step-down (valid under any dependence, so the strong dependence between
+measures of the same activations makes it conservative, never invalid). Each row's interval is at the level
+Holm compared its test with, so the interval excludes 0 exactly when the adjusted p is below alpha.
+Verdict: "holds" when the adjusted p < alpha with the study's sign, "does not hold" when it is < alpha with the
+other sign, "inconclusive" otherwise; "too few languages" below MIN_LANGUAGES in a compared group;
+"no sentence jackknife" when `similarity.jackknife` < 2 (the sentence variation is then unknown; the language
+part is still shown); "not applicable" when the model has no such points.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -26,6 +35,10 @@ from crossrep import stats
 from . import tokens
 
 LEVELS = ("high", "medium", "low")
+MIN_LANGUAGES = 5  # per compared group: below it a t reference with a handful of degrees of freedom is not trusted
+TEST = ("Two-sided t test of 0: standard error from the jackknife over languages{strata} plus the "
+        "delete-a-group jackknife over sentences, Welch-Satterthwaite degrees of freedom; interval: the effects the test does not reject, at the "
+        "level Holm's step-down used (family: this finding over every model and measure).")
 
 
 @dataclass(frozen=True)
@@ -44,14 +57,14 @@ FINDINGS = (
             "Cross-modal similarity rises over the layers (after a dip in the first ones).",
             "Per language, the mean chance-adjusted cross-modal score over the deeper half of the numbered layers "
             "minus that over the shallower half; averaged over languages.",
-            "Interval: language bootstrap. p: random sign flips of the per-language differences.",
+            TEST.format(strata=""),
             ("fig2_crossmodal.png", "crosslayer_text_speech.png"),
             {"seamless_m4t_v2": "holds", "sonar": "holds", "salmonn": "holds"}),
     Finding(2, "Lower-resource languages are less aligned across modalities",
             "Lower-resource languages have lower cross-modal similarity at every layer.",
             "Mean chance-adjusted cross-modal score over the numbered layers: mean of high-resource languages "
             "minus mean of low-resource languages.",
-            "Interval: language bootstrap within each level. p: resource levels permuted over languages.",
+            TEST.format(strata=" within resource levels (high, low)"),
             ("fig2_crossmodal.png",),
             {"seamless_m4t_v2": "holds", "sonar": "holds", "salmonn": "holds"}),
     Finding(3, "Length adaptation closes the modality gap",
@@ -60,14 +73,14 @@ FINDINGS = (
             "Per high- and medium-resource language, the chance-adjusted cross-modal score after the length "
             "adaptation minus that at the speech point it adapts; averaged over those languages (the low-resource "
             "mean is in the detail).",
-            "Interval: language bootstrap. p: random sign flips of the per-language gains.",
+            TEST.format(strata=""),
             ("fig2_crossmodal.png",),
             {"seamless_m4t_v2": "holds", "sonar": "holds", "salmonn": "holds"}),
     Finding(4, "Text is more aligned across languages than speech",
             "Cross-lingual similarity is higher for text than for speech.",
             "Per language pair, the chance-adjusted cross-lingual text score minus the speech score, averaged "
             "over the numbered layers both modalities have; averaged over pairs.",
-            "Interval: language bootstrap. p: the language bootstrap centred on the estimate.",
+            TEST.format(strata=" (a language's deletion drops all its pairs)"),
             ("fig3_crosslingual.png", "fig4_tsne.png"),
             {"seamless_m4t_v2": "holds", "sonar": "holds", "salmonn": "holds"}),
     Finding(5, "Shared tokens go with text similarity after the embeddings",
@@ -76,7 +89,7 @@ FINDINGS = (
             "Pearson r over language pairs between the token-sharing ratio (mean Jaccard of the token-id sets of "
             "parallel sentences, the model's own tokenizer) and the chance-adjusted text score at the input "
             "point.",
-            "Interval: language bootstrap of r. p: Mantel test (the languages of one matrix permuted).",
+            TEST.format(strata=" (a language's deletion drops all its pairs); on Fisher's z = atanh(r)"),
             ("fig6_tokens.png",),
             {"salmonn": "holds"}),
     Finding(6, "The modality gap exceeds the language gap at the last layer",
@@ -86,7 +99,7 @@ FINDINGS = (
             "cross-lingual text score with the other languages minus its chance-adjusted cross-modal score; "
             "averaged over languages (the mean, not the study's best, which exceeds a single score by chance "
             "alone; the share of languages below their best is in the detail).",
-            "Interval: language bootstrap. p: random sign flips of the per-language gaps.",
+            TEST.format(strata=""),
             ("fig5_last_layer.png",),
             {"seamless_m4t_v2": "holds", "sonar": "does not hold", "salmonn": "holds"}),
 )
@@ -94,40 +107,59 @@ FINDINGS = (
 
 @dataclass(frozen=True)
 class Result:
+    """One finding for one model and measure. `value`, `low`, `high` on the statistic's scale (r for finding 5);
+    `se` and `df` on the test's scale (Fisher's z for finding 5). [low, high] is the interval at `confidence`,
+    the level Holm's step-down used for this test; [raw_low, raw_high] the unadjusted 1 - alpha interval."""
+
     finding: int
     model: str
     measure: str
-    value: float
-    low: float
-    high: float
-    p_value: float
+    value: float | None
+    low: float | None
+    high: float | None
+    confidence: float | None
+    p_value: float | None
+    p_adjusted: float | None
+    raw_low: float | None
+    raw_high: float | None
+    se: float | None
+    df: float | None
+    se_languages: float | None
+    se_sentences: float | None
     verdict: str
     study: str
     n: int
+    family_size: int
     detail: str
     figure: str | None
 
 
 @dataclass(frozen=True)
-class Settings:
-    alpha: float
-    count: int  # language resamples / permutations
-    seed: int
+class Case:
+    """What one finding tests for one model and measure: arrays over languages (last axis, or last two for pair
+    matrices), the same arrays for each sentence-jackknife replicate, and the statistic of the kept languages."""
+
+    main: dict
+    boot: list
+    statistic: Callable[[dict, np.ndarray], float]
+    n: int
+    detail: str
+    strata: np.ndarray | None = None
+    scale: Callable[[float], float] = staticmethod(lambda x: x)  # test scale -> reported scale (tanh for r)
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A finding not tested for this model and measure: the verdict and why."""
+
+    verdict: str
+    detail: str
+    n: int = 0
 
 
 def strs(values) -> np.ndarray:
     """Labels as a plain numpy string array (zarr v3 strings read back as numpy's StringDType)."""
     return np.array([str(v) for v in np.asarray(values).ravel()])
-
-
-def verdict(value: float, low: float, high: float, p: float, alpha: float) -> str:
-    if not np.isfinite(value) or not np.isfinite(p):
-        return "not applicable"
-    if p < alpha and value > 0:
-        return "holds"
-    if np.isfinite(high) and high < 0:
-        return "does not hold"
-    return "inconclusive"
 
 
 # ---------------------------------------------------------------- points, chosen by kind
@@ -168,149 +200,265 @@ def input_text_point(ds: xr.Dataset) -> str | None:
     return str(inputs[0]) if len(inputs) else None
 
 
-# ---------------------------------------------------------------- the tests
+# ---------------------------------------------------------------- the statistics
 
 
-def _bootstrap(values: np.ndarray, fn: Callable[[np.ndarray], float], st: Settings, name: str,
-               strata: np.ndarray | None = None) -> np.ndarray:
-    """fn over language resamples of `values` (languages on axis 0), optionally within strata."""
-    n = values.shape[0]
-    draws = stats.language_indices(n, st.count, st.seed, name)
-    if strata is not None:
-        g = stats.rng(st.seed, "strata", name, n)
-        groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-        draws = np.stack([np.concatenate([g.choice(idx, idx.size) for idx in groups]) for _ in range(st.count)])
-    return np.array([fn(values[idx]) for idx in draws])
+def adjusted(ds: xr.Dataset, name: str, **sel) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A variable's chance-adjusted scores and the same for each sentence-jackknife replicate (the replicate's
+    score against the cell's own chance level)."""
+    main = ds[f"{name}_adjusted"].sel(**sel)
+    boot = []
+    if f"{name}_jack" in ds:
+        mu = ds[f"{name}_null_mean"].sel(**sel).values
+        reps = ds[f"{name}_jack"].sel(**sel).transpose("group", ...).values
+        with np.errstate(all="ignore"):
+            boot = list((reps - mu) / (1.0 - mu))
+    return main.values, boot
 
 
-def _absent(reason: str) -> tuple:
-    """A finding the model has no points (or languages) for."""
-    return np.nan, np.nan, np.nan, np.nan, 0, reason
+def _few(n: int, what: str = "languages") -> Skip:
+    return Skip("too few languages", f"{n} {what}, fewer than {MIN_LANGUAGES}: no test", n)
 
 
-def _per_language_test(values: np.ndarray, st: Settings, name: str) -> tuple[float, float, float, float, int]:
-    v = values[np.isfinite(values)]
-    if v.size < 3:
-        return np.nan, np.nan, np.nan, np.nan, int(v.size)
-    reps = _bootstrap(v, np.mean, st, name)
-    low, high = stats.interval(reps)
-    return float(v.mean()), float(low), float(high), stats.sign_flip_p(v, st.count, st.seed, name), int(v.size)
+def _mean_over(values: np.ndarray, idx: np.ndarray) -> float:
+    return float(np.mean(values[..., idx]))
 
 
-def finding1(ds: xr.Dataset, st: Settings) -> tuple:
+def _pair_mean(d: np.ndarray, idx: np.ndarray) -> float:
+    with np.errstate(all="ignore"):
+        return float(np.nanmean(d[np.ix_(idx, idx)]))
+
+
+def finding1(ds: xr.Dataset) -> Case | Skip:
     pairs = layer_pairs(ds)
     if len(pairs) < 2:
-        return _absent("fewer than 2 numbered layers compared across modalities")
-    cm = ds.crossmodal_adjusted.sel(pair=pairs).values  # (pair, lang)
+        return Skip("not applicable", "fewer than 2 numbered layers compared across modalities")
     half = len(pairs) // 2
-    diff = cm[len(pairs) - half:].mean(axis=0) - cm[:half].mean(axis=0)
-    return _per_language_test(diff, st, "finding1") + (
-        f"layers {', '.join(pairs[len(pairs) - half:])} minus {', '.join(pairs[:half])}",)
+
+    def diff(cm):
+        return cm[len(pairs) - half:].mean(axis=0) - cm[:half].mean(axis=0)
+
+    cm, boot = adjusted(ds, "crossmodal", pair=pairs)
+    keep = np.isfinite(diff(cm))
+    if keep.sum() < MIN_LANGUAGES:
+        return _few(int(keep.sum()))
+    return Case({"d": diff(cm)[keep]}, [{"d": diff(b)[keep]} for b in boot], lambda a, idx: _mean_over(a["d"], idx),
+                int(keep.sum()), f"layers {', '.join(pairs[len(pairs) - half:])} minus {', '.join(pairs[:half])}")
 
 
-def finding2(ds: xr.Dataset, st: Settings) -> tuple:
+def finding2(ds: xr.Dataset) -> Case | Skip:
     pairs = layer_pairs(ds)
+    if not pairs:
+        return Skip("not applicable", "no numbered layer compared across modalities")
     levels = strs(ds.level)
-    if not pairs or (levels == "high").sum() < 2 or (levels == "low").sum() < 2:
-        return _absent("needs numbered layers and at least 2 high- and 2 low-resource languages")
-    per_lang = ds.crossmodal_adjusted.sel(pair=pairs).values.mean(axis=0)
-    keep = np.isin(levels, ("high", "low")) & np.isfinite(per_lang)
-    v, lv = per_lang[keep], levels[keep]
+    cm, boot = adjusted(ds, "crossmodal", pair=pairs)
+    keep = np.isin(levels, ("high", "low")) & np.isfinite(cm.mean(axis=0))
+    lv = levels[keep]
+    counts = f"{(lv == 'high').sum()} high vs {(lv == 'low').sum()} low-resource languages"
+    if min((lv == "high").sum(), (lv == "low").sum()) < MIN_LANGUAGES:
+        return Skip("too few languages", f"{counts}, fewer than {MIN_LANGUAGES} in a group: no test",
+                    int(keep.sum()))
 
-    def gap(values, labels):
-        return float(values[labels == "high"].mean() - values[labels == "low"].mean())
+    def gap(a, idx):
+        v, labels = a["v"][idx], lv[idx]
+        return float(v[labels == "high"].mean() - v[labels == "low"].mean())
 
-    value = gap(v, lv)
-    reps = _bootstrap(np.stack([v, lv == "high"], axis=1), lambda x: gap(x[:, 0], np.where(x[:, 1] > 0, "high", "low")),
-                      st, "finding2", strata=lv)
-    low, high = stats.interval(reps)
-    p = stats.label_permutation_p(v, lv, gap, st.count, st.seed, "finding2")
-    return (value, float(low), float(high), p, int(v.size),
-            f"{(lv == 'high').sum()} high vs {(lv == 'low').sum()} low-resource languages, layers "
-            f"{pairs[0]}..{pairs[-1]}")
+    return Case({"v": cm.mean(axis=0)[keep]}, [{"v": b.mean(axis=0)[keep]} for b in boot], gap, int(keep.sum()),
+                f"{counts}, layers {pairs[0]}..{pairs[-1]}", strata=lv)
 
 
-def finding3(ds: xr.Dataset, st: Settings) -> tuple:
+def finding3(ds: xr.Dataset) -> Case | Skip:
     found = adaptation_pairs(ds)
     if found is None:
-        return _absent("no length-adaptation point")
+        return Skip("not applicable", "no length-adaptation point")
     after, before = found
-    gain = (ds.crossmodal_adjusted.sel(pair=after) - ds.crossmodal_adjusted.sel(pair=before)).values
+    a_main, a_boot = adjusted(ds, "crossmodal", pair=after)
+    b_main, b_boot = adjusted(ds, "crossmodal", pair=before)
+    gain = a_main - b_main
     levels = strs(ds.level)
-    hm = np.isin(levels, ("high", "medium"))
+    hm = np.isin(levels, ("high", "medium")) & np.isfinite(gain)
     low_gain = gain[levels == "low"]
-    low_text = f"; low-resource mean gain {np.nanmean(low_gain):.3f} ({low_gain.size} languages)" if low_gain.size \
-        else ""
-    return _per_language_test(gain[hm], st, "finding3") + (f"pair {after} minus pair {before}{low_text}",)
+    low_text = f"; low-resource mean gain {np.nanmean(low_gain):.3f} ({low_gain.size} languages)" \
+        if low_gain.size else ""
+    if hm.sum() < MIN_LANGUAGES:
+        return _few(int(hm.sum()), "high- and medium-resource languages")
+    return Case({"g": gain[hm]}, [{"g": (x - y)[hm]} for x, y in zip(a_boot, b_boot)],
+                lambda a, idx: _mean_over(a["g"], idx), int(hm.sum()), f"pair {after} minus pair {before}{low_text}")
 
 
-def finding4(ds: xr.Dataset, st: Settings) -> tuple:
+def finding4(ds: xr.Dataset) -> Case | Skip:
     text = {str(p) for p, k in zip(ds.text_point.values, ds.text_kind.values) if k == "layer"}
     speech = {str(p) for p, k in zip(ds.speech_point.values, ds.speech_kind.values) if k == "layer"}
     common = [str(p) for p in ds.speech_point.values if str(p) in text & speech]
-    if not common or ds.sizes["lang_a"] < 3:
-        return _absent("no numbered layer in both modalities, or fewer than 3 languages")
-    d = (ds.text_adjusted.sel(text_point=common).values
-         - ds.speech_adjusted.sel(speech_point=common).values).mean(axis=0)  # (L, L), NaN diagonal
-    value = float(np.nanmean(d))
-    draws = stats.language_indices(d.shape[0], st.count, st.seed, "finding4")
-    reps = stats.resampled_means(d, True, draws)
-    low, high = stats.interval(reps)
-    n = d.shape[0]
-    return (value, float(low), float(high), stats.bootstrap_shift_p(reps, value), n * (n - 1) // 2,
-            f"layers {common[0]}..{common[-1]} ({len(common)})")
+    if not common:
+        return Skip("not applicable", "no numbered layer in both modalities")
+    n = ds.sizes["lang_a"]
+    if n < MIN_LANGUAGES:
+        return _few(n)
+    t_main, t_boot = adjusted(ds, "text", text_point=common)
+    s_main, s_boot = adjusted(ds, "speech", speech_point=common)
+    return Case({"d": (t_main - s_main).mean(axis=0)}, [{"d": (t - s).mean(axis=0)} for t, s in zip(t_boot, s_boot)],
+                lambda a, idx: _pair_mean(a["d"], idx), n, f"layers {common[0]}..{common[-1]} ({len(common)})")
 
 
-def finding5(ds: xr.Dataset, st: Settings, sharing: xr.DataArray | None) -> tuple:
+def finding5(ds: xr.Dataset, sharing: xr.DataArray | None) -> Case | Skip:
     point = input_text_point(ds)
     if sharing is None or point is None:
-        return _absent("no text tokenizer or no input-embedding point")
+        return Skip("not applicable", "no text tokenizer or no input-embedding point")
     langs = [str(x) for x in ds.lang_a.values]
+    if len(langs) < MIN_LANGUAGES:
+        return _few(len(langs))
     sim = ds.text_adjusted.sel(text_point=point)
-    levels = dict(zip(langs, strs(ds.level)))
-    result = tokens.correlate(sharing, sim, levels, st.count, st.seed)
-    s, y = sharing.sel(lang_a=langs, lang_b=langs).values, sim.values
+    described = tokens.correlate(sharing, sim, dict(zip(langs, strs(ds.level))), permutations=0)
+    y, boot = adjusted(ds, "text", text_point=point)
+    s = sharing.sel(lang_a=langs, lang_b=langs).values
 
-    def r_of(idx):
-        keep = idx[:, None] < idx[None, :]  # each pair of distinct languages once
-        x, z = s[np.ix_(idx, idx)][keep], y[np.ix_(idx, idx)][keep]
+    def z_of(a, idx):
+        keep = idx[:, None] < idx[None, :]
+        x, z = a["s"][np.ix_(idx, idx)][keep], a["y"][np.ix_(idx, idx)][keep]
         ok = np.isfinite(x) & np.isfinite(z)
         if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(z[ok]) == 0:
             return np.nan
-        return float(np.corrcoef(x[ok], z[ok])[0, 1])
+        return float(np.arctanh(np.clip(np.corrcoef(x[ok], z[ok])[0, 1], -1 + 1e-12, 1 - 1e-12)))
 
-    draws = stats.language_indices(len(langs), st.count, st.seed, "finding5")
-    low, high = stats.interval(np.array([r_of(idx) for idx in draws]))
-    return (result["pearson_r"], float(low), float(high), result["mantel_p"], result["n_pairs"],
-            f"text point {point}; Spearman rho {result['spearman_rho']:.3f}, partial r (resource levels removed) "
-            f"{result['partial_r']:.3f}")
+    return Case({"s": s, "y": y}, [{"s": s, "y": b} for b in boot], z_of, len(langs),
+                f"text point {point}; {described['n_pairs']} language pairs; Spearman rho "
+                f"{described['spearman_rho']:.3f}, partial r (resource levels removed) {described['partial_r']:.3f}",
+                scale=np.tanh)
 
 
-def finding6(ds: xr.Dataset, st: Settings) -> tuple:
+def finding6(ds: xr.Dataset) -> Case | Skip:
     pair = last_layer_pair(ds)
     if pair is None:
-        return _absent("no numbered layer compared across modalities")
+        return Skip("not applicable", "no numbered layer compared across modalities")
+    n = ds.sizes["lang"]
+    if n < MIN_LANGUAGES:
+        return _few(n)
     t_point = str(ds.pair_text_point.sel(pair=pair).values)
-    text = ds.text_adjusted.sel(text_point=t_point).values
-    cm = ds.crossmodal_adjusted.sel(pair=pair).values
-    gap = np.nanmean(text, axis=1) - cm
-    below = float(np.mean(cm < np.nanmax(text, axis=1)))
-    return _per_language_test(gap, st, "finding6") + (
-        f"pair {pair}; {below:.0%} of languages below their best cross-lingual text score",)
+    text, t_boot = adjusted(ds, "text", text_point=t_point)
+    cm, c_boot = adjusted(ds, "crossmodal", pair=pair)
+
+    def gap(a, idx):
+        with np.errstate(all="ignore"):
+            return float(np.mean(np.nanmean(a["text"][np.ix_(idx, idx)], axis=1) - a["cm"][idx]))
+
+    below = int(np.sum(cm < np.nanmax(text, axis=1)))
+    return Case({"text": text, "cm": cm}, [{"text": t, "cm": c} for t, c in zip(t_boot, c_boot)], gap, n,
+                f"pair {pair}; {below} of {n} languages below their best cross-lingual text score (chance, with "
+                f"exchangeable scores: {n - 1}/{n} = {(n - 1) / n:.0%})")
 
 
-def test_model(ds: xr.Dataset, model: str, adapter: str, st: Settings,
-               sharing: xr.DataArray | None = None) -> list[Result]:
-    """The six findings for every measure of one model's similarity Dataset."""
+def evaluate(case: Case) -> stats.TTest:
+    """The statistic of all languages, with its language and sentence variances (see `shared_sentence_component`)."""
+    everyone = np.arange(case.n)
+    estimate = case.statistic(case.main, everyone)
+    comps = stats.jackknife(lambda idx: case.statistic(case.main, idx), case.n, case.strata)
+    comps.append(shared_sentence_component(case))
+    return stats.t_test(estimate, comps)
+
+
+def shared_sentence_component(case: Case) -> stats.Component | None:
+    """The part of the statistic's sentence-jackknife variance that languages share.
+
+    A replicate moves every cell (a language's score, or a pair's) by its own sentence noise and by what the
+    sentences do to every language alike. The language jackknife already holds each language's own sentence
+    noise; adding the whole sentence-jackknife variance would count it twice (and, for SVCCA, the jumps of each
+    array's kept dimensions). So the statistic is linearised in its cells (central differences), and of the
+    jackknife's sum over replicates of (sum_c w_c d_c)^2 only the products of cells that share no language are
+    kept, scaled up by sum |w_c w_c'| over all cell pairs / over those pairs (the shared part reaches every pair
+    of cells alike). Clipped at 0; G - 1 degrees of freedom."""
+    if len(case.boot) < 2:
+        return None
+    everyone = np.arange(case.n)
+    cells, weights, devs = [], [], []
+    for name, main in case.main.items():
+        reps = np.stack([b[name] for b in case.boot])
+        dev = reps - main
+        if not np.any(np.isfinite(dev) & (dev != 0)):
+            continue  # fixed by design (a token-sharing matrix)
+        for index in zip(*np.nonzero(np.isfinite(main))):
+            if main.ndim == 2 and index[0] == index[1]:
+                continue
+            h = 1e-6 * max(1.0, abs(float(main[index])))
+            up, down = dict(case.main), dict(case.main)
+            up[name], down[name] = main.copy(), main.copy()
+            up[name][index] += h
+            down[name][index] -= h
+            w = (case.statistic(up, everyone) - case.statistic(down, everyone)) / (2 * h)
+            if np.isfinite(w) and w != 0:
+                cells.append(set(int(i) for i in index))
+                weights.append(w)
+                devs.append(np.nan_to_num(dev[(slice(None),) + index]))
+    if not cells:
+        return stats.Component("sentences", 0.0, float(len(case.boot) - 1))
+    member = np.zeros((len(cells), case.n))
+    for k, langs_ in enumerate(cells):
+        member[k, list(langs_)] = 1.0
+    disjoint = (member @ member.T) == 0
+    w = np.array(weights)
+    u = w[:, None] * np.array(devs)  # (cells, G)
+    g = u.shape[1]
+    cross = float(np.einsum("cg,cd,dg->", u, disjoint, u))
+    absw = np.abs(w)
+    scale = float(absw.sum() ** 2 / (absw @ disjoint @ absw)) if (absw @ disjoint @ absw) > 0 else 0.0
+    return stats.Component("sentences", max(0.0, (g - 1) / g * cross * scale), float(g - 1))
+
+
+def test_model(ds: xr.Dataset, model: str, adapter: str, sharing: xr.DataArray | None = None) -> list[tuple]:
+    """What each finding tests for every measure of one model's similarity Dataset: (model, adapter, finding,
+    measure, Case or Skip), for `decide`."""
     out = []
     for measure in ds.measure.values:
         m = ds.sel(measure=measure)
-        rows = [finding1(m, st), finding2(m, st), finding3(m, st), finding4(m, st), finding5(m, st, sharing),
-                finding6(m, st)]
-        for f, (value, low, high, p, n, detail) in zip(FINDINGS, rows):
-            out.append(Result(f.id, model, str(measure), _f(value), _f(low), _f(high), _f(p),
-                              verdict(value, low, high, p, st.alpha), f.study.get(adapter, ""), n, detail,
-                              f.figures[0]))
+        cases = [finding1(m), finding2(m), finding3(m), finding4(m), finding5(m, sharing), finding6(m)]
+        out += [(model, adapter, f, str(measure), c) for f, c in zip(FINDINGS, cases)]
+    return out
+
+
+def decide(tested: list[tuple], alpha: float, suffixes: dict[str, str]) -> list[Result]:
+    """Test every (model, adapter, finding, measure, case), adjust each finding's family by Holm, and give each row
+    its interval at the level its test was compared with and its verdict."""
+    rows = []
+    for model, adapter, f, measure, case in tested:
+        figure = f.figures[0]
+        if suffixes.get(measure):
+            stem, ext = figure.rsplit(".", 1)
+            figure = f"{stem}{suffixes[measure]}.{ext}"
+        base = dict(finding=f.id, model=model, measure=measure, study=f.study.get(adapter, ""), figure=figure,
+                    value=None, low=None, high=None, confidence=None, p_value=None, p_adjusted=None, raw_low=None,
+                    raw_high=None, se=None, df=None, se_languages=None, se_sentences=None, family_size=0)
+        if isinstance(case, Skip):
+            rows.append((Result(**base, verdict=case.verdict, n=case.n, detail=case.detail), None, case))
+            continue
+        t = evaluate(case)
+        sources = {c.source.split(" ")[0]: 0.0 for c in t.components}
+        for c in t.components:
+            sources[c.source.split(" ")[0]] += c.variance
+        lo, hi = t.interval(alpha)
+        base.update(value=_f(case.scale(t.estimate)), p_value=_f(t.p), se=_f(t.se), df=_f(t.df),
+                    raw_low=_f(case.scale(lo)), raw_high=_f(case.scale(hi)),
+                    se_languages=_f(np.sqrt(sources["languages"])) if "languages" in sources else None,
+                    se_sentences=_f(np.sqrt(sources["sentences"])) if "sentences" in sources else None)
+        if "sentences" not in sources:
+            rows.append((Result(**base, verdict="no sentence jackknife", n=case.n,
+                                detail=f"{case.detail}; similarity.jackknife < 2: the sentence variation is unknown, "
+                                       f"the interval is the languages' alone"), None, case))
+            continue
+        rows.append((Result(**base, verdict="", n=case.n, detail=case.detail), t, case))
+    out = [r for r, _, _ in rows]
+    for fid in sorted({r.finding for r in out}):
+        members = [k for k, (r, t, _) in enumerate(rows) if r.finding == fid and t is not None]
+        adj, level = stats.holm([rows[k][1].p for k in members], alpha)
+        for k, p_adj, lvl in zip(members, adj, level):
+            r, t, case = rows[k]
+            lo, hi = t.interval(lvl) if np.isfinite(lvl) else (np.nan, np.nan)
+            v = "inconclusive"
+            if np.isfinite(p_adj) and p_adj < alpha:
+                v = "holds" if t.estimate > 0 else "does not hold"
+            elif not np.isfinite(t.p):
+                v = "not applicable"
+            out[k] = replace(r, p_adjusted=_f(p_adj), confidence=_f(1.0 - lvl), low=_f(case.scale(lo)),
+                             high=_f(case.scale(hi)), family_size=len(members), verdict=v)
     return out
 
 

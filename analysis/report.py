@@ -19,7 +19,7 @@ from crossrep.errors import StoreError
 
 DASH = "–"
 VERDICTS = {"holds": "v-holds", "does not hold": "v-fails", "inconclusive": "v-inconclusive",
-            "not applicable": "v-na"}
+            "not applicable": "v-na", "too few languages": "v-na", "no sentence jackknife": "v-na"}
 IMAGES = {".png": ("image/png", b"\x89PNG\r\n\x1a\n"), ".jpg": ("image/jpeg", b"\xff\xd8"),
           ".jpeg": ("image/jpeg", b"\xff\xd8"), ".gif": ("image/gif", b"GIF8"), ".svg": ("image/svg+xml", b"")}
 
@@ -111,8 +111,11 @@ def render(findings: dict, figures_dir: Path) -> str:
 
     def row(r: dict) -> dict:
         study = str(r.get("study") or "")
+        conf = r.get("confidence")
         return {"model": num(r.get("model")), "measure": num(r.get("measure")), "value": num(r.get("value")),
                 "interval": interval(r.get("low"), r.get("high")), "p": num(r.get("p_value")),
+                "p_adjusted": num(r.get("p_adjusted")),
+                "confidence": f"{100 * conf:.4g} %" if isinstance(conf, (int, float)) else DASH,
                 "verdict": str(r.get("verdict") or ""), "study": study, "n": num(r.get("n")),
                 "detail": str(r.get("detail") or ""), "figure": r.get("figure") or "",
                 "study_note": f"study: {study}" if study else "study: model not in the study"}
@@ -166,6 +169,8 @@ def render(findings: dict, figures_dir: Path) -> str:
         "language_bootstrap": num(findings.get("language_bootstrap")),
         "permutations": num(findings.get("permutations")), "bootstrap": num(findings.get("bootstrap")),
         "seed": num(findings.get("seed")), "models": models, "summary": summary, "findings": sections,
+        "jackknife": num(findings.get("jackknife")),
+        "multiplicity": findings.get("multiplicity") or {}, "calibration": calibration(findings.get("calibration")),
         "gallery": gallery,
         "methods": {"models": method_models, "measures": [str(x) for x in methods.get("measures") or []],
                     "families": [str(x) for x in methods.get("families") or []],
@@ -174,6 +179,36 @@ def render(findings: dict, figures_dir: Path) -> str:
                     "settings": [("Similarity", flat(methods.get("similarity") or {})),
                                  ("Analysis", flat(methods.get("analysis") or {}))]}}
     return environment().get_template("report.html.j2").render(**page)
+
+
+def calibration(summary: Any) -> dict:
+    """The calibration table of the installed version (bench/calibration.py) as rows for the methods section."""
+    if not isinstance(summary, dict) or not summary.get("null"):
+        return {}
+    rows = []
+    for kind, label in (("none", "no sentence correspondence"), ("absent", "structure, findings absent")):
+        part = summary["null"].get(kind) or {}
+        for f, entry in (part.get("findings") or {}).items():
+            for m in summary.get("measures") or []:
+                e = entry.get(m) or {}
+                n = e.get("n") or 0
+                if n:
+                    rows.append({"data": label, "finding": f, "measure": m, "n": n,
+                                 "holds": f"{e['false_holds'] / n:.1%}",
+                                 "fails": f"{e['false_does_not_hold'] / n:.1%}",
+                                 "familywise": f"{entry['familywise'] / part['seeds']:.1%}" if m == summary[
+                                     "measures"][0] else ""})
+    power = []
+    for strength, table in (summary.get("power") or {}).items():
+        for f, entry in table.items():
+            for m in summary.get("measures") or []:
+                e = entry.get(m) or {}
+                if e.get("n"):
+                    power.append({"strength": strength, "finding": f, "measure": m,
+                                  "holds": f"{e['holds'] / e['n']:.0%}"})
+    config = summary.get("config") or {}
+    return {"rows": rows, "power": power, "version": num(summary.get("crossrep_version")),
+            "config": ", ".join(f"{k} {v}" for k, v in config.items()), "alpha": num(summary.get("alpha"))}
 
 
 def run(job: Job) -> Path:

@@ -79,13 +79,20 @@ def fig5_pair(ds: xr.Dataset) -> str:
 
 def per_language(ds: xr.Dataset, pair: str) -> pd.DataFrame:
     """Fig. 5: per language at one pair: cross-modal score (with its sentence-bootstrap interval) and the
-    range over the other languages of cross-lingual text, speech and text-vs-other-speech scores."""
+    range over the other languages of cross-lingual text, speech and text-vs-other-speech scores; beside each,
+    its chance level as the findings use it, the permutation null mean (`<family>_null_mean`): of the
+    cross-modal score (`crossmodal_chance`), and the mean over the language's pairs of the cross-lingual ones
+    (`text_chance`, `speech_chance`, `text_speech_chance`)."""
     t_point, s_point = str(ds.pair_text_point.sel(pair=pair).values), str(ds.pair_speech_point.sel(pair=pair).values)
     text = ds.text.sel(text_point=t_point).values
     speech = ds.speech.sel(speech_point=s_point).values
     ts = ds.text_speech.sel(pair=pair).values
     cm = ds.crossmodal.sel(pair=pair).values
     boot = stats.interval(ds.crossmodal_boot.sel(pair=pair).values) if "crossmodal_boot" in ds else None
+    cm_null = ds.crossmodal_null_mean.sel(pair=pair).values
+    nulls = {"text": ds.text_null_mean.sel(text_point=t_point).values,
+             "speech": ds.speech_null_mean.sel(speech_point=s_point).values,
+             "text_speech": ds.text_speech_null_mean.sel(pair=pair).values}
     rows = []
     for i, lang in enumerate(ds.lang.values):
         others = [j for j in range(len(ds.lang)) if j != i]
@@ -94,5 +101,7 @@ def per_language(ds: xr.Dataset, pair: str) -> pd.DataFrame:
                      "crossmodal_high": float(boot[i, 1]) if boot is not None else np.nan,
                      "text_min": float(text[i, others].min()), "text_max": float(text[i, others].max()),
                      "speech_min": float(speech[i, others].min()), "speech_max": float(speech[i, others].max()),
-                     "text_speech_min": float(ts[i, others].min()), "text_speech_max": float(ts[i, others].max())})
+                     "text_speech_min": float(ts[i, others].min()), "text_speech_max": float(ts[i, others].max()),
+                     "crossmodal_chance": float(cm_null[i]),
+                     **{f"{key}_chance": float(np.nanmean(null[i, others])) for key, null in nulls.items()}})
     return pd.DataFrame(rows)

@@ -54,17 +54,18 @@ def plant(out, scenario, seed=0) -> None:
 
 def planted(lang, level, modality, point):
     """Every finding of the study: token sharing goes with text similarity at the input embeddings; speech
-    aligns more with depth, less for low-resource languages, gains at the length adaptor for high-resource ones
-    only; text is more aligned than speech throughout."""
+    aligns more with depth, less for low-resource languages, gains at the length adaptor for high- and
+    medium-resource ones only; text is more aligned than speech throughout, and across languages more than
+    across modalities at the last layer for every language."""
     if modality == "text":  # at the input embeddings, scripts that share tokens (Latin) share the meaning more
         if point.kind == "input":
-            return (0.7 if langs.get(lang).script == "Latn" else 0.1), 0.0
-        return 0.7, 0.0
+            return (0.75 if langs.get(lang).script == "Latn" else 0.1), 0.0
+        return 0.75, 0.0
     base = 0.3 if level in ("high", "medium") else 0.0
     depth = min(point.depth, 4.0)
-    a = base + 0.1 * max(depth, 0.0)
+    a = base + 0.08 * max(depth, 0.0)
     if point.kind == "adaptor" and level in ("high", "medium"):
-        a += 0.2
+        a += 0.25
     return min(a, 0.9), 0.0
 
 
@@ -72,3 +73,123 @@ def absent(lang, level, modality, point):
     """No finding: the same alignment everywhere, and a language latent shared by the two modalities of a
     language, so that cross-modal similarity exceeds cross-lingual similarity (finding 6 reversed)."""
     return 0.35, 0.35
+
+
+# ---------------------------------------------------------------- calibration: simulated activations in memory
+#
+# A representation (language l, modality m, point p) of sentence s is
+#     sqrt(w_z) z_s A + sqrt(w_m) c_{m,s} B + sqrt(w_l) u_{l,s} C + sqrt(1 - w_z - w_m - w_l) e D
+# z_s: the sentence's meaning, shared by every language and both modalities; c_{m,s}: a component shared by every
+# language of modality m on the same sentence (what makes all text-minus-speech differences of a sample move
+# together); u_{l,s}: shared by the two modalities of language l; e: the array's own noise. A, B, C, D are random
+# per array. A scenario gives the weights; with `corresponding=False` every latent is drawn anew for every
+# array (no sentence correspondence at all: every score is at chance).
+
+CAL_LANGS = {"high": ("eng", "deu", "fra", "cmn", "arb"), "medium": ("tur", "ell", "hin", "rus", "tha"),
+             "low": ("swh", "amh", "bul", "khm", "kat")}
+CAL_TEXT = (("in", "input", 0.0), ("1", "layer", 1.0), ("2", "layer", 2.0), ("3", "layer", 3.0), ("4", "layer", 4.0))
+CAL_SPEECH = (("1", "layer", 1.0), ("2", "layer", 2.0), ("3", "layer", 3.0), ("4", "layer", 4.0),
+              ("len", "adaptor", 5.0))
+CAL_PAIRS = (("1", "1", "1"), ("2", "2", "2"), ("3", "3", "3"), ("4", "4", "4"), ("len", "4", "len"))
+
+
+def cal_plan(n: int = 36, width: int = 16, languages=None, text=CAL_TEXT, speech=CAL_SPEECH, pairs=CAL_PAIRS):
+    """A one-model plan shaped like tiny SeamlessM4T's: text in, 1..4; speech 1..4 and a length adaptor."""
+    from crossrep.point import Point
+    from crossrep.store import ModelPlan
+
+    langs_ = tuple(languages or [c for level in CAL_LANGS.values() for c in level])
+    ids = tuple(range(n))
+    return ModelPlan("sim", "seamless_m4t_v2", "simulated", {}, langs_,
+                     {"text": tuple(Point(a, width, d, k) for a, k, d in text),
+                      "speech": tuple(Point(a, width, d, k) for a, k, d in speech)},
+                     pairs, {lang: ids for lang in langs_}, ids, {lang: ids for lang in langs_})
+
+
+def null_weights(lang, level, modality, point, strength=0.0):
+    """Every finding absent, with structure: the same weights at every point, level and modality; text and speech
+    equally aligned across languages (w_m equal) and across modalities as across languages (w_l = w_m), so
+    cross-modal equals cross-lingual similarity; shared sentence components in both modalities."""
+    return {"z": 0.3, "m": 0.15, "l": 0.15}
+
+
+def planted_weights(lang, level, modality, point, strength=1.0):
+    """Every finding planted, scaled by `strength`: the weights move from `null_weights` (0) to those of
+    `planted` (1, the suite's planted run: meaning weight a, language weight b, no modality-shared component)."""
+    a, b = planted(lang, level, modality, point)
+    null = null_weights(lang, level, modality, point)
+    return {k: (1 - strength) * null[k] + strength * v for k, v in (("z", a), ("m", 0.0), ("l", b))}
+
+
+def cal_sharing(plan, seed: int):
+    """A token-sharing matrix like a tokenizer's: Latin-script pairs share more tokens, plus pair noise."""
+    import xarray as xr
+
+    g = _rng(seed, "sharing")
+    latn = np.array([langs.get(c).script == "Latn" for c in plan.languages])
+    s = 0.1 + 0.3 * (latn[:, None] & latn[None, :]) + g.normal(0, 0.03, (len(latn), len(latn)))
+    s = (s + s.T) / 2
+    np.fill_diagonal(s, 1.0)
+    return xr.DataArray(s, dims=("lang_a", "lang_b"), coords={"lang_a": list(plan.languages),
+                                                              "lang_b": list(plan.languages)})
+
+
+class MemoryStore:
+    """Simulated activations with the store's `model` and `read`, for `reduce.model_dataset`."""
+
+    def __init__(self, plan, scenario, seed: int, strength: float = 1.0, corresponding: bool = True):
+        self.plan, self.token = plan, (seed, scenario.__name__, strength, corresponding)
+        n = len(plan.crosslingual_ids)
+        g = _rng(seed, "latents")
+        z = g.standard_normal((n, RANK))
+        shared_m = {m: g.standard_normal((n, RANK)) for m in ("text", "speech")}
+        shared_l = {lang: g.standard_normal((n, RANK)) for lang in plan.languages}
+        self.arrays = {}
+        for modality, points in plan.points.items():
+            for lang in plan.languages:
+                level = langs.get(lang).level
+                for p in points:
+                    w = scenario(lang, level, modality, p, strength)
+                    a = _rng(seed, "array", lang, modality, p.name)
+                    parts = (z, shared_m[modality], shared_l[lang]) if corresponding else \
+                        tuple(a.standard_normal((n, RANK)) for _ in range(3))
+                    x = sum(np.sqrt(wt) * lat @ a.standard_normal((RANK, p.width)) / np.sqrt(RANK)
+                            for wt, lat in zip((w["z"], w["m"], w["l"]), parts))
+                    rest = 1.0 - w["z"] - w["m"] - w["l"]
+                    x = x + np.sqrt(rest) * a.standard_normal((n, NOISE_RANK)) @ \
+                        a.standard_normal((NOISE_RANK, p.width)) / np.sqrt(NOISE_RANK)
+                    self.arrays[modality, lang, p.name] = x.astype(np.float32)
+
+    def __dask_tokenize__(self):
+        return self.token
+
+    def model(self, name):
+        return self.plan
+
+    def read(self, key, point, ids):
+        return self.arrays[key.modality, key.lang, point][np.asarray(ids)]
+
+
+def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, seed: int = 0):
+    """The job keys `reduce.model_dataset` reads, for one simulated model, on one thread."""
+    from types import SimpleNamespace
+
+    from crossrep.config import SimilarityConfig
+
+    sim = SimilarityConfig(measures=tuple(measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
+                           baseline_repeats=1, seed=seed, backend="numpy", scheduler="threads", workers=1,
+                           families=("crossmodal", "text", "speech"), permutations=permutations,
+                           bootstrap=0, jackknife=jackknife)
+    return SimpleNamespace(similarity=sim, analysis=SimpleNamespace(language_bootstrap=200, seed=seed),
+                           models=[SimpleNamespace(name="sim")], out=None)
+
+
+def simulate(scenario, seed: int, strength: float = 1.0, corresponding: bool = True, measures=("svcca",),
+             permutations: int = 4, jackknife: int = 10, plan=None):
+    """One simulated model's similarity Dataset through the real reduction graph, and its token sharing."""
+    from crossrep import reduce
+
+    plan = plan or cal_plan()
+    store = MemoryStore(plan, scenario, seed, strength, corresponding)
+    ds = reduce.model_dataset(cal_job(measures, permutations, jackknife, seed), store, "sim")
+    return ds, cal_sharing(plan, seed)

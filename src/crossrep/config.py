@@ -73,6 +73,7 @@ class SimilarityConfig:
     families: tuple[str, ...]  # comparison families (see crossrep.families)
     permutations: int  # K: permutation-null replicates per comparison (at least 2: the null's spread)
     bootstrap: int  # B: sentence-bootstrap replicates (0: none, else at least 2)
+    jackknife: int  # G: sentence groups of the delete-a-group jackknife the findings' tests use (0: none, else >= 2)
 
 
 @dataclass(frozen=True)
@@ -362,11 +363,15 @@ def parse_job(raw: dict, source: str = "") -> Job:
         families=_families(s),
         permutations=s.int("permutations", DEFAULT_PERMUTATIONS, minimum=2),
         bootstrap=s.int("bootstrap", DEFAULT_BOOTSTRAP),
+        jackknife=s.int("jackknife", DEFAULT_JACKKNIFE),
     )
     if similarity.bootstrap == 1:
         raise ConfigError("similarity.bootstrap: 1 replicate gives no interval; use 0 (none: intervals come from the "
                           "language bootstrap) or at least 2 (200 or more for reported intervals; each replicate "
                           "costs one more reduction)")
+    if similarity.jackknife == 1:
+        raise ConfigError("similarity.jackknife: 1 group gives no variance; use 0 (none: the findings are then not "
+                          "tested) or at least 2 (default 10; each group costs one more reduction)")
     s.done()
     analysis = _analysis(Section(top.get("analysis", None), "analysis", required=False), models)
 
@@ -387,6 +392,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
 
 DEFAULT_PERMUTATIONS = 4
 DEFAULT_BOOTSTRAP = 0
+DEFAULT_JACKKNIFE = 10
 
 
 def _families(s: Section) -> tuple[str, ...]:

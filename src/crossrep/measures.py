@@ -133,9 +133,15 @@ class GramMeasure(Measure):
         xp = array_module(reps_a[0])
         rows = sorted({i for i, _ in pairs})
         cols = sorted({j for _, j in pairs})
+        out = np.full((len(reps_a), len(reps_b)), np.nan)
+        if 2 * len(pairs) < len(rows) * len(cols):  # sparse pairs (a permutation null's): one product each
+            prod = xp.stack([reps_a[i] @ reps_b[j] for i, j in pairs])
+            prod = prod.get() if xp is not np else prod
+            for (i, j), value in zip(pairs, prod):
+                out[i, j] = value
+            return out
         prod = xp.stack([reps_a[i] for i in rows]) @ xp.stack([reps_b[j] for j in cols]).T
         prod = prod.get() if xp is not np else prod
-        out = np.full((len(reps_a), len(reps_b)), np.nan)
         r, c = {i: k for k, i in enumerate(rows)}, {j: k for k, j in enumerate(cols)}
         for i, j in pairs:
             out[i, j] = prod[r[i], c[j]]

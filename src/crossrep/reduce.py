@@ -18,12 +18,11 @@ import shutil
 import zlib
 from pathlib import Path
 
-import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import families, measures, stats
 from . import languages as langs
@@ -63,19 +62,37 @@ def array_backend(name: str):
     return np
 
 
-def prepared(out: str, sim: dict, measure: str, rep: Rep, boot: int | None):
+def prepared(source, sim: dict, measure: str, rep: list, ids: np.ndarray, resample: tuple | None):
     """One Dask task: a representation read lazily from the store and prepared for a measure (for SVCCA its
-    reduced basis), once for every pair it is in; `boot` b: on the b-th sentence-bootstrap resample. BLAS runs
-    one thread per task: Dask's workers are the parallelism, and the small products run faster unthreaded."""
-    with threadpool_limits(limits=1):
+    reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
+    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife. BLAS runs
+    one thread per task: Dask's workers are the parallelism, and the small products run faster unthreaded.
+    `source`: the store's path (opened once per worker), or activations in memory with the store's `read`."""
+    with one_thread():
         xp = array_backend(sim["backend"])
-        x = _open(out).read(ShardKey(rep.model, rep.modality, rep.lang), rep.point, list(rep.ids))
-        if boot is not None:
-            x = x[stats.resample(sim["seed"], len(rep.ids), boot)]
+        store = _open(source) if isinstance(source, str) else source
+        model, modality, point, lang = rep
+        x = store.read(ShardKey(model, modality, lang), point, ids.tolist())
+        if resample is not None:
+            kind, k = resample
+            x = x[stats.resample(sim["seed"], len(ids), k) if kind == "boot"
+                  else stats.jackknife_kept(sim["seed"], len(ids), sim["jackknife"], k)]
         try:
             return measures.get(measure).prepare(xp.asarray(x), sim)
         except ValueError as exc:
-            raise StoreError(f"{rep.model}/{rep.modality}/{rep.lang} point {rep.point}: {exc}") from None
+            raise StoreError(f"{model}/{modality}/{lang} point {point}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _controller() -> ThreadpoolController:
+    """The process's BLAS and OpenMP pools, found once: finding them reads /proc/self/maps (milliseconds), which
+    per task cost more than the tasks' arithmetic."""
+    return ThreadpoolController()
+
+
+def one_thread():
+    """A context in which BLAS runs on one thread."""
+    return _controller().limit(limits=1)
 
 
 @functools.lru_cache(maxsize=4)
@@ -84,87 +101,110 @@ def _open(out: str) -> ActivationStore:
     return ActivationStore(Path(out))
 
 
-def scores(sim: dict, measure: str, name: str, reps_a: list, reps_b: list | None, pairs: list,
+def scores(sim: dict, measure: str, name: str, reps_a: list, reps_b: list | None, pairs: np.ndarray,
            permutations: int) -> np.ndarray:
     """One Dask task: a measure for a chunk of pairs, and its permutation null: (1 + K, len(a), len(b)), NaN
-    outside `pairs`; [0] the scores, [1 + k] with the b side's sentences in the k-th order of `name`'s null."""
+    outside `pairs`; [0] the scores, [1 + k] each pair (i, j) with the b side's sentences in the k-th order of
+    its own cell (`name` names the block), so that the chance level's estimation noise is independent across
+    cells and averages out over the languages of a mean, instead of shifting every cell of a block alike."""
     m = measures.get(measure)
     reps_b = reps_a if reps_b is None else reps_b
-    with threadpool_limits(limits=1):
+    pairs = [(int(i), int(j)) for i, j in pairs]  # an array in the graph: Dask does not walk it tuple by tuple
+    with one_thread():
         out = [m.scores(reps_a, reps_b, pairs)]
-        cols = sorted({j for _, j in pairs})
         n = m.sentences(reps_a[0])
         for k in range(permutations):
-            order = stats.permutation(sim["seed"], name, n, k)
-            shuffled = list(reps_b)
-            for j in cols:
-                shuffled[j] = m.permute(reps_b[j], order)
-            out.append(m.scores(reps_a, shuffled, pairs))
+            null = np.full(out[0].shape, np.nan)
+            for start in range(0, len(pairs), NULL_BATCH):
+                part = pairs[start:start + NULL_BATCH]
+                shuffled = [m.permute(reps_b[j], stats.permutation(sim["seed"], name, n, k, i, j))
+                            for i, j in part]
+                got = m.scores(reps_a, shuffled, [(i, c) for c, (i, _) in enumerate(part)])
+                for c, (i, j) in enumerate(part):
+                    null[i, j] = got[i, c]
+            out.append(null)
     return np.stack(out)
 
 
-def assemble(parts: list[np.ndarray], block: Block) -> np.ndarray:
-    """A block's (1 + K) or (B,) stack of matrices (or their diagonals) from its chunks' results."""
+NULL_BATCH = 32  # pairs whose shuffled copies are held at once (a Gram measure's copy is n^2 floats)
+
+
+def assemble(parts: list[np.ndarray], within: bool, diagonal: bool) -> np.ndarray:
+    """A block's (1 + K) or (B,) stack of matrices (or their diagonals) from its chunks' results; `within`: pairs
+    within one list (the upper triangle, mirrored); `diagonal`: only (i, i), kept as a vector."""
     out = np.fmax.reduce(np.stack(parts), axis=0)
-    if block.b is None:
+    if within:
         upper = np.triu_indices(out.shape[-1], 1)
         out[..., upper[1], upper[0]] = out[(...,) + upper]
-    if block.diagonal:
+    if diagonal:
         return np.diagonal(out, axis1=-2, axis2=-1).copy()
     return out
 
 
 def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
     seed = zlib.crc32(f"{sim['seed']}/{key}".encode())
-    with threadpool_limits(limits=1):
+    with one_thread():
         return measures.random_baseline(measure, n, width_a, width_b, sim["baseline_repeats"], seed, sim)
 
 
 PAIRS_PER_TASK = 128  # a block's pairs are split into tasks of this size, for load balance
 
 
-def _tasks(job: Job, lays: list[Layout], widths: dict) -> dict:
-    """The Dask graph: per measure and variable, per block: scores with null, bootstrap replicates, baseline."""
-    d = dask.delayed(pure=True)
-    sim = vars(job.similarity)
-    out = str(job.out)
-    cache: dict = {}
+def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, dict]:
+    """The Dask graph as a plain task dict, and the keys of its results per (measure, variable): per block the
+    scores with their null, the bootstrap replicates and the baseline. Plain tasks, not `dask.delayed`: delayed
+    calls hash and walk every argument and merge graphs call by call, which cost more than the arithmetic."""
+    sim = ("similarity",)
+    dsk: dict = {sim: vars(job.similarity)}
 
-    def reps(measure, block_reps, boot):
+    def reps(measure, block_reps, resample):
         if block_reps is None:
             return None
-        keys = [(measure, rep, boot) for rep in block_reps]
-        for key in keys:
-            if key not in cache:
-                cache[key] = d(prepared)(out, sim, *key)
-        return [cache[key] for key in keys]
+        keys = []
+        for rep in block_reps:
+            key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, resample)
+            if key not in dsk:
+                dsk[key] = (prepared, source, sim, measure, [rep.model, rep.modality, rep.point, rep.lang],
+                            np.array(rep.ids), resample)
+            keys.append(key)
+        return keys
 
-    def block_tasks(measure, name, block, boot, permutations):
-        a, b = reps(measure, block.a, boot), reps(measure, block.b, boot)
-        parts = [d(scores)(sim, measure, name, a, b, list(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
-                 for c in range(0, len(block.pairs), PAIRS_PER_TASK)]
-        return d(assemble)(parts, block)
+    def block_tasks(measure, name, block, resample, permutations):
+        a, b = reps(measure, block.a, resample), reps(measure, block.b, resample)
+        parts = []
+        for c in range(0, len(block.pairs), PAIRS_PER_TASK):
+            key = ("scores", measure, name, resample, c)
+            dsk[key] = (scores, sim, measure, name, a, b, np.array(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
+            parts.append(key)
+        key = ("block", measure, name, resample)
+        dsk[key] = (assemble, parts, block.b is None, block.diagonal)
+        return key
 
     graph = {}
     for me in job.similarity.measures:
         for lay in lays:
-            entry = {"main": [block_tasks(me, lay.name, blk, None, job.similarity.permutations)
-                              for blk in lay.blocks],
-                     "boot": [[block_tasks(me, lay.name, blk, b, 0) for b in range(job.similarity.bootstrap)]
-                              for blk in lay.blocks]}
+            entry = {"main": [block_tasks(me, f"{lay.name}/{i}", blk, None, job.similarity.permutations)
+                              for i, blk in enumerate(lay.blocks)],
+                     **{kind: [[block_tasks(me, f"{lay.name}/{i}", blk, (kind, k), 0) for k in range(count)]
+                               for i, blk in enumerate(lay.blocks)]
+                        for kind, count in (("boot", job.similarity.bootstrap), ("jack", job.similarity.jackknife))}}
             if lay.baseline:
-                entry["baseline"] = [
-                    d(baseline)(sim, me, f"{blk.a[0].model}/{lay.name}/{i}", blk.sentences,
+                entry["baseline"] = []
+                for i, blk in enumerate(lay.blocks):
+                    other = (blk.b or blk.a)[0]
+                    key = ("baseline", me, lay.name, i)
+                    dsk[key] = (baseline, sim, me, f"{blk.a[0].model}/{lay.name}/{i}", blk.sentences,
                                 widths[blk.a[0].model, blk.a[0].modality, blk.a[0].point],
-                                widths[(blk.b or blk.a)[0].model, (blk.b or blk.a)[0].modality,
-                                       (blk.b or blk.a)[0].point])
-                    for i, blk in enumerate(lay.blocks)]
+                                widths[other.model, other.modality, other.point])
+                    entry["baseline"].append(key)
             graph[me, lay.name] = entry
-    return graph
+    return dsk, graph
 
 
 def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
-    """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset."""
+    """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset.
+    `store`: the activation store, or activations in memory with its `model` and `read` (the calibration bench
+    runs this graph on simulated activations without writing a store per simulation)."""
     _open.cache_clear()  # a store opened by an earlier reduction in this process may have been remade since
     names = [m.name for m in job.models]
     plan = store.model(model)
@@ -172,7 +212,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     lays = families.layouts(job.similarity.families, families.Context(plan, later))
     widths = {(p.name, mod, pt.name): pt.width for p in (plan,) + later for mod, pts in p.points.items()
               for pt in pts}
-    results = compute(_tasks(job, lays, widths), job)
+    source = str(job.out) if isinstance(store, ActivationStore) else store
+    results = compute(*_tasks(job, lays, widths, source), job)
     measures_ = list(job.similarity.measures)
     k, b = job.similarity.permutations, job.similarity.bootstrap
     data, coords = {}, {"measure": _str(measures_)}
@@ -189,10 +230,11 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             data[f"{lay.name}_p"] = (dims, np.where(np.isfinite(score), stats.add_one_p(null, score, axis=-1),
                                                     np.nan))
             data[f"{lay.name}_adjusted"] = (dims, (score - mu) / (1.0 - mu))
-        if b:
-            boot = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name]["boot"]])
-                             for me in measures_])  # (measure, blocks, B, ...)
-            data[f"{lay.name}_boot"] = (("measure", "boot") + lay.dims, np.moveaxis(boot, 2, 1))
+        for kind, count, dim in (("boot", b, "boot"), ("jack", job.similarity.jackknife, "group")):
+            if count:
+                reps = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name][kind]])
+                                 for me in measures_])  # (measure, blocks, count, ...)
+                data[f"{lay.name}_{kind}"] = (("measure", dim) + lay.dims, np.moveaxis(reps, 2, 1))
         if lay.baseline:
             base = np.stack([np.stack(results[me, lay.name]["baseline"]) for me in measures_])
             data[f"{lay.name}_baseline"] = (("measure", lay.dims[0], "repeat"), base)
@@ -201,6 +243,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     coords["repeat"] = np.arange(job.similarity.baseline_repeats)
     if b:
         coords["boot"] = np.arange(b)
+    if job.similarity.jackknife:
+        coords["group"] = np.arange(job.similarity.jackknife)
     coords["bound"] = _str(["low", "high"])
     lang_info = {code: langs.get(code) for code in plan.languages}
     coords["lang"] = _str(plan.languages)
@@ -212,7 +256,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
         "model": model, "adapter": plan.adapter, "checkpoint": plan.checkpoint, "options": plan.options,
         "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
         "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
-        "permutations": k, "bootstrap": b, "language_bootstrap": job.analysis.language_bootstrap,
+        "permutations": k, "bootstrap": b, "jackknife": job.similarity.jackknife,
+        "language_bootstrap": job.analysis.language_bootstrap,
         "crosslingual_sentences": len(plan.crosslingual_ids),
         "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
         "layouts": {lay.name: {"family": lay.family, "dims": list(lay.dims), "language_dims": list(lay.language_dims),
@@ -220,7 +265,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
                                "description": lay.description} for lay in lays},
         "description": "per variable V: V the score; V_null_mean, V_null_std, V_p the permutation null and the "
                        "add-one p-value; V_adjusted (V - null mean) / (1 - null mean); V_boot sentence-bootstrap "
-                       "replicates; V_baseline the measure on random normal arrays of the block's sizes; V_mean "
+                       "replicates; V_jack the scores without each sentence group (delete-a-group jackknife); "
+                       "V_baseline the measure on random normal arrays of the block's sizes; V_mean "
                        "the mean over languages with V_ci_sentences and V_ci_languages (95 % percentile "
                        "intervals); see the attribute `layouts`",
     })
@@ -249,12 +295,33 @@ def _values(values) -> np.ndarray:
     return _str(values) if values and isinstance(values[0], str) else np.asarray(values)
 
 
-def compute(tasks, job: Job):
-    """Run a Dask graph on the scheduler the job names, with a progress display."""
+def compute(dsk: dict, keys, job: Job):
+    """Run a task graph on the scheduler the job names, with a progress display: `keys` (nested lists and dicts
+    of keys) with each key replaced by its result."""
     from .scheduler import scheduler
 
+    leaves: list = []
+
+    def collect(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                collect(v)
+        elif isinstance(x, list):
+            for v in x:
+                collect(v)
+        else:
+            leaves.append(x)
+
+    def fill(x, done):
+        if isinstance(x, dict):
+            return {k: fill(v, done) for k, v in x.items()}
+        if isinstance(x, list):
+            return [fill(v, done) for v in x]
+        return done[x]
+
+    collect(keys)
     with scheduler(job) as run:
-        return run(tasks)
+        return fill(keys, dict(zip(leaves, run(dsk, leaves))))
 
 
 def _str(values) -> np.ndarray:
@@ -344,7 +411,7 @@ def _mean_rows(ds: xr.Dataset, model: str, name: str) -> pd.DataFrame:
 def similarity_settings(job: Job) -> dict:
     """What similarity.zarr was computed with: the job's similarity keys that change its numbers."""
     keep = ("measures", "knn", "variance", "variance_mode", "epsilon", "baseline_repeats", "seed", "families",
-            "permutations", "bootstrap")
+            "permutations", "bootstrap", "jackknife")
     out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(job.similarity).items() if k in keep}
     return out | {"language_bootstrap": job.analysis.language_bootstrap, "analysis_seed": job.analysis.seed}
 

@@ -7,22 +7,22 @@ from __future__ import annotations
 import contextlib
 import sys
 
-import dask
-
 from .config import Job
 from .errors import ConfigError
 
 
 @contextlib.contextmanager
 def scheduler(job: Job):
-    """Yields `run(tasks) -> results` for the job's scheduler, and shuts it down afterwards."""
+    """Yields `run(graph, keys) -> results` (a plain task dict and a list of its keys) for the job's scheduler,
+    and shuts it down afterwards."""
     kind, workers = job.similarity.scheduler, job.similarity.workers
     if kind == "threads":
         from dask.diagnostics import ProgressBar
+        from dask.threaded import get
 
-        def run(tasks):
+        def run(graph, keys):
             with ProgressBar(minimum=2.0, out=sys.stderr):
-                return dask.compute(tasks, scheduler="threads", num_workers=workers)[0]
+                return get(graph, keys, num_workers=workers)
 
         yield run
         return
@@ -33,8 +33,8 @@ def scheduler(job: Job):
         if kind == "slurm":
             client.wait_for_workers(1, timeout=job.executor.timeout_min * 60)
 
-        def run(tasks):
-            return client.compute(tasks, sync=True)
+        def run(graph, keys):
+            return client.get(graph, keys, sync=True)
 
         yield run
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import t as _t
 
 
 def rng(*key) -> np.random.Generator:
@@ -18,14 +20,26 @@ def rng(*key) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32("/".join(map(str, key)).encode()))
 
 
-def permutation(seed: int, name: str, n: int, k: int) -> np.ndarray:
-    """The k-th sentence order of the permutation null of `name` over n sentences."""
-    return rng(seed, "null", name, n, k).permutation(n)
+def permutation(seed: int, name: str, n: int, k: int, *cell) -> np.ndarray:
+    """The k-th sentence order of the permutation null of `name` (and `cell`, e.g. a pair's indices) over n
+    sentences."""
+    return rng(seed, "null", name, n, k, *cell).permutation(n)
 
 
 def resample(seed: int, n: int, b: int) -> np.ndarray:
     """The b-th sentence bootstrap resample of n positions: the same for every representation of n sentences."""
     return rng(seed, "bootstrap", n, b).integers(0, n, n)
+
+
+def jackknife_kept(seed: int, n: int, groups: int, g: int) -> np.ndarray:
+    """The sentence positions (ascending) kept by the g-th replicate of the delete-a-group jackknife: positions
+    are dealt into `groups` groups of (nearly) equal size in a seeded order, the same for every representation of
+    n sentences, and replicate g leaves group g out. Unlike a bootstrap resample it repeats no sentence: a
+    repeated sentence is a cluster that both sides of a comparison share, which raises CCA and Gram-based scores
+    and their spread."""
+    label = np.empty(n, dtype=int)
+    label[rng(seed, "jackknife", n, groups).permutation(n)] = np.arange(n) % groups
+    return np.flatnonzero(label != g)
 
 
 def interval(samples, level: float = 0.95, axis: int = 0) -> np.ndarray:
@@ -70,31 +84,96 @@ def add_one_p(null: np.ndarray, observed: np.ndarray | float, axis: int = 0) -> 
     return (1.0 + hits) / (k + 1.0)
 
 
-def sign_flip_p(values: np.ndarray, count: int, seed: int, name: str) -> float:
-    """One-sided p for mean(values) > 0 with independent units (languages) whose sign is flipped at random:
-    exact under a null symmetric about 0, add-one."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan")
-    signs = rng(seed, "signflip", name, v.size).choice([-1.0, 1.0], size=(count, v.size))
-    return float(add_one_p((signs * v).mean(axis=1), v.mean()))
+@dataclass(frozen=True)
+class Component:
+    """One source of variation of an estimate: its variance and the degrees of freedom it is estimated with."""
+
+    source: str
+    variance: float
+    df: float
 
 
-def label_permutation_p(values: np.ndarray, labels: np.ndarray, statistic, count: int, seed: int,
-                        name: str) -> float:
-    """One-sided p for statistic(values, labels) large, permuting the labels over the units, add-one."""
-    observed = statistic(values, labels)
-    g = rng(seed, "labels", name, len(labels))
-    null = np.array([statistic(values, g.permutation(labels)) for _ in range(count)])
-    return float(add_one_p(null, observed))
+@dataclass(frozen=True)
+class TTest:
+    """An estimate with its standard error from independent variance components, and Satterthwaite's degrees
+    of freedom; the p-value and every interval come from the same t reference, so they cannot disagree."""
+
+    estimate: float
+    se: float
+    df: float
+    components: tuple[Component, ...]
+
+    @property
+    def p(self) -> float:
+        """Two-sided p for estimate = 0."""
+        if not (np.isfinite(self.estimate) and np.isfinite(self.se) and self.se > 0 and self.df > 0):
+            return float("nan")
+        return float(2.0 * _t.sf(abs(self.estimate) / self.se, self.df))
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        """The two-sided (1 - alpha) interval: exactly the effects a two-sided test at alpha does not reject."""
+        if not (np.isfinite(self.se) and self.df > 0):
+            return float("nan"), float("nan")
+        half = float(_t.ppf(1.0 - alpha / 2.0, self.df)) * self.se
+        return self.estimate - half, self.estimate + half
 
 
-def bootstrap_shift_p(replicates: np.ndarray, observed: float) -> float:
-    """One-sided p for a statistic > 0 from its bootstrap replicates, centred on the observed value (the
-    replicates minus the estimate stand for the null distribution around 0; Hall and Wilson 1991), add-one."""
+def jackknife(statistic, n: int, strata: np.ndarray | None = None) -> list[Component]:
+    """Delete-one jackknife over n units (languages) of statistic(kept indices), one component per stratum:
+    (n_g - 1) / n_g * sum over the stratum's units of (theta_(-i) - their mean)^2, with n_g - 1 degrees of
+    freedom. Within strata (resource levels compared) it is the stratified jackknife: for a difference of group
+    means it is exactly Welch's variance. It respects that a unit enters every pair it is in: a language's
+    deletion removes all its pairs."""
+    labels = np.zeros(n, dtype=int) if strata is None else np.asarray(strata)
+    everyone = np.arange(n)
+    out = []
+    for label in dict.fromkeys(labels.tolist()):
+        members = np.flatnonzero(labels == label)
+        k = members.size
+        if k < 2:
+            continue
+        values = np.array([statistic(everyone[everyone != i]) for i in members], dtype=np.float64)
+        out.append(Component(f"languages ({label})" if strata is not None else "languages",
+                             float((k - 1) / k * ((values - values.mean()) ** 2).sum()), float(k - 1)))
+    return out
+
+
+def group_component(replicates, source: str = "sentences") -> Component | None:
+    """The delete-a-group jackknife variance of an estimate from its G replicates (each leaving one sentence group
+    out of every comparison), (G - 1) / G * sum (theta_g - mean)^2 with G - 1 degrees of freedom; None below 2."""
     r = np.asarray(replicates, dtype=np.float64)
     r = r[np.isfinite(r)]
-    if r.size == 0 or not np.isfinite(observed):
-        return float("nan")
-    return float(add_one_p(r - observed, observed))
+    if r.size < 2:
+        return None
+    return Component(source, float((r.size - 1) / r.size * ((r - r.mean()) ** 2).sum()), float(r.size - 1))
+
+
+def t_test(estimate: float, components: list[Component]) -> TTest:
+    """The estimate's standard error from the sum of independent components and Welch-Satterthwaite degrees of
+    freedom, (sum v)^2 / sum(v^2 / df)."""
+    comps = tuple(c for c in components if c is not None)
+    total = sum(c.variance for c in comps)
+    denom = sum(c.variance ** 2 / c.df for c in comps if c.df > 0)
+    df = total ** 2 / denom if denom > 0 else float("nan")
+    return TTest(float(estimate), float(np.sqrt(total)) if comps else float("nan"), float(df), comps)
+
+
+def holm(p_values, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down over the finite p-values: (adjusted p, per-test level). The level is the one each test is
+    compared with (alpha / (m - rank + 1) up to the first test not rejected, then that test's level for all the
+    rest), so an interval at confidence 1 - level excludes 0 exactly when the adjusted p is below alpha (a
+    step-down-compatible interval). Controls the family-wise error rate under any dependence between tests.
+    NaN where p is NaN."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted, level = np.full(p.shape, np.nan), np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = idx.size
+    if m == 0:
+        return adjusted, level
+    order = idx[np.argsort(p[idx], kind="stable")]
+    thresholds = alpha / (m - np.arange(m))
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    failed = np.flatnonzero(p[order] >= thresholds)
+    stop = failed[0] if failed.size else m
+    level[order] = np.where(np.arange(m) < stop, thresholds, thresholds[min(stop, m - 1)])
+    return adjusted, level
