@@ -150,6 +150,11 @@ def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: i
 PAIRS_PER_TASK = 128  # a block's pairs are split into tasks of this size, for load balance
 
 
+def _tag(resample: tuple | None) -> str:
+    """A resampling as a key part (distributed takes only strings and numbers in keys)."""
+    return "main" if resample is None else f"{resample[0]}{resample[1]}"
+
+
 def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, dict]:
     """The Dask graph as a plain task dict, and the keys of its results per (measure, variable): per block the
     scores with their null, the bootstrap replicates and the baseline. Plain tasks, not `dask.delayed`: delayed
@@ -162,10 +167,12 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
             return None
         keys = []
         for rep in block_reps:
-            key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, resample)
+            ids = np.array(rep.ids)
+            key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, len(ids),
+                   zlib.crc32(ids.tobytes()), _tag(resample))  # the same representation on other sentence ids
             if key not in dsk:
-                dsk[key] = (prepared, source, sim, measure, [rep.model, rep.modality, rep.point, rep.lang],
-                            np.array(rep.ids), resample)
+                dsk[key] = (prepared, source, sim, measure, [rep.model, rep.modality, rep.point, rep.lang], ids,
+                            resample)
             keys.append(key)
         return keys
 
@@ -173,10 +180,10 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
         a, b = reps(measure, block.a, resample), reps(measure, block.b, resample)
         parts = []
         for c in range(0, len(block.pairs), PAIRS_PER_TASK):
-            key = ("scores", measure, name, resample, c)
+            key = ("scores", measure, name, _tag(resample), c)
             dsk[key] = (scores, sim, measure, name, a, b, np.array(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
             parts.append(key)
-        key = ("block", measure, name, resample)
+        key = ("block", measure, name, _tag(resample))
         dsk[key] = (assemble, parts, block.b is None, block.diagonal)
         return key
 
