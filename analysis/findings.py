@@ -89,7 +89,7 @@ FINDINGS = (
             "Pearson r over language pairs between the token-sharing ratio (mean Jaccard of the token-id sets of "
             "parallel sentences, the model's own tokenizer) and the chance-adjusted text score at the input "
             "point.",
-            TEST.format(strata=" (a language's deletion drops all its pairs); on Fisher's z = atanh(r)"),
+            TEST.format(strata=" (a language's deletion drops all its pairs)"),
             ("fig6_tokens.png",),
             {"salmonn": "holds"}),
     Finding(6, "The modality gap exceeds the language gap at the last layer",
@@ -107,8 +107,9 @@ FINDINGS = (
 
 @dataclass(frozen=True)
 class Result:
-    """One finding for one model and measure. `value`, `low`, `high` on the statistic's scale (r for finding 5);
-    `se` and `df` on the test's scale (Fisher's z for finding 5). [low, high] is the interval at `confidence`,
+    """One finding for one model and measure: the statistic `value`, its standard error `se` (and its language
+    and sentence parts) with `df` degrees of freedom. [low, high] is the interval at `confidence` (clipped to
+    [-1, 1] for finding 5's r),
     the level Holm's step-down used for this test; [raw_low, raw_high] the unadjusted 1 - alpha interval."""
 
     finding: int
@@ -145,7 +146,7 @@ class Case:
     n: int
     detail: str
     strata: np.ndarray | None = None
-    scale: Callable[[float], float] = staticmethod(lambda x: x)  # test scale -> reported scale (tanh for r)
+    scale: Callable[[float], float] = staticmethod(lambda x: x)  # for display: finding 5 clips r's interval
 
 
 @dataclass(frozen=True)
@@ -313,18 +314,18 @@ def finding5(ds: xr.Dataset, sharing: xr.DataArray | None) -> Case | Skip:
     y, boot = adjusted(ds, "text", text_point=point)
     s = sharing.sel(lang_a=langs, lang_b=langs).values
 
-    def z_of(a, idx):
+    def r_of(a, idx):
         keep = idx[:, None] < idx[None, :]
         x, z = a["s"][np.ix_(idx, idx)][keep], a["y"][np.ix_(idx, idx)][keep]
         ok = np.isfinite(x) & np.isfinite(z)
         if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(z[ok]) == 0:
             return np.nan
-        return float(np.arctanh(np.clip(np.corrcoef(x[ok], z[ok])[0, 1], -1 + 1e-12, 1 - 1e-12)))
+        return float(np.corrcoef(x[ok], z[ok])[0, 1])
 
-    return Case({"s": s, "y": y}, [{"s": s, "y": b} for b in boot], z_of, len(langs),
+    return Case({"s": s, "y": y}, [{"s": s, "y": b} for b in boot], r_of, len(langs),
                 f"text point {point}; {described['n_pairs']} language pairs; Spearman rho "
                 f"{described['spearman_rho']:.3f}, partial r (resource levels removed) {described['partial_r']:.3f}",
-                scale=np.tanh)
+                scale=lambda x: float(np.clip(x, -1.0, 1.0)))
 
 
 def finding6(ds: xr.Dataset) -> Case | Skip:

@@ -240,3 +240,28 @@ def test_shared_sentence_component_keeps_only_what_languages_share():
     assert comp.variance == pytest.approx(max(0.0, expected), rel=1e-6)
     whole = stats.group_component([np.mean(b["v"]) for b in boot]).variance
     assert comp.variance < whole  # each language's own noise is left to the language jackknife
+
+
+def test_language_bootstrap_interval_covers_the_population_mean():
+    """The tables' and figures' intervals of means over languages (not the findings')."""
+    covered_lang, covered_pairs = 0, 0
+    for rep in range(200):
+        g = np.random.default_rng(1000 + rep)
+        values = g.normal(0.4, 0.2, 30)
+        draws = stats.language_indices(30, 500, rep, "coverage")
+        low, high = stats.interval(stats.resampled_means(values, False, draws))
+        covered_lang += low <= 0.4 <= high
+        effect = g.normal(0, 0.1, 20)  # pair matrix: each language's effect shared by its pairs
+        m = 0.4 + effect[:, None] + effect[None, :] + g.normal(0, 0.05, (20, 20))
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, np.nan)
+        low, high = stats.interval(stats.resampled_means(m, True, stats.language_indices(20, 500, rep, "pairs")))
+        covered_pairs += low <= 0.4 <= high
+    assert 180 <= covered_lang <= 196, covered_lang
+    assert 180 <= covered_pairs <= 196, covered_pairs
+
+
+def test_add_one_p():
+    null = np.array([0.1, 0.2, 0.3, 0.4])
+    assert stats.add_one_p(null, 0.25) == pytest.approx(3 / 5)
+    assert stats.add_one_p(null, 1.0) == pytest.approx(1 / 5)

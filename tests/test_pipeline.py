@@ -33,7 +33,15 @@ def debug_run(tmp_path_factory, demo_root, tiny):
 
 
 def test_outputs_exist_and_are_labelled(debug_run):
+    import json
+
+    from test_findings import agreement_problems
+
     out = debug_run.out
+    record = json.loads((out / "findings.json").read_text())
+    assert len(record["results"]) == 30 and agreement_problems(record) == []
+    assert {r["verdict"] for r in record["results"]} <= {"too few languages", "not applicable"}  # 4 languages
+    assert all(r["p_value"] is None for r in record["results"])
     for name in ("fig2_crossmodal", "fig3_crosslingual", "fig5_last_layer"):
         for ext in ("png", "pdf", "csv"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0

@@ -204,3 +204,28 @@ def test_page_loads_in_headless_chromium(out, tmp_path, chromium):
     assert result["errors"] == []
     assert len(result["images"]) == page.count("<img ") == 4
     assert all(i["width"] > 0 and i["height"] > 0 for i in result["images"]), result["images"]
+
+
+def test_summary_states_the_adjustment_and_methods_quote_the_calibration(out):
+    record = json.loads((out / "findings.json").read_text())
+    record["multiplicity"] = {"family": "each finding over every model and measure of this report",
+                              "method": "Holm's step-down (family-wise error rate at alpha under any dependence)",
+                              "alpha": 0.05, "tests": 30, "families": 6, "holds": 7, "does_not_hold": 1,
+                              "holds_unadjusted": 11}
+    record["results"][0].update(p_adjusted=0.004, confidence=0.9983)
+    record["calibration"] = {"alpha": 0.05, "measures": ["svcca"], "crossrep_version": "0.1.0",
+                             "config": {"languages": 15, "seeds": 500},
+                             "null": {"absent": {"seeds": 500, "findings": {"4": {
+                                 "svcca": {"n": 500, "false_holds": 9, "false_does_not_hold": 11, "covered": 480},
+                                 "familywise": 20}}}},
+                             "power": {"1.0": {"4": {"svcca": {"n": 60, "holds": 60}}}}}
+    page = report.render(record, out / "figures")
+    assert "7 of 30 tests hold after adjustment" in page and "11 would hold unadjusted" in page
+    assert "Holm&#39;s step-down" in page or "Holm's step-down" in page
+    assert "99.83 %" in page and "adjusted 0.004" in page
+    calib = page.split('id="calibration"')[1].split("</table>")[0]
+    assert "structure, findings absent" in calib and "1.8%" in calib and "2.2%" in calib and "4.0%" in calib
+    assert "100%" in page.split('id="calibration"')[1]
+    assert Page(page).problems == []
+    del record["calibration"]
+    assert "No calibration table is installed" in report.render(record, out / "figures")
