@@ -5,11 +5,12 @@ computed on, and its variance over languages is the delete-one jackknife over la
 level for finding 2): deleting a language removes all its pairs, so the dependence of the pairs that share a
 language is respected. Sentences: the same sentences are compared in every language, so a statistic that
 contrasts blocks of comparisons (deep vs shallow, text vs speech) also varies with the sentence sample, in a way
-no resampling of languages sees; its variance is the delete-a-group jackknife over sentences
+no resampling of languages sees. Its variance comes from the delete-a-group jackknife over sentences
 (`similarity.jackknife` groups; each replicate leaves one group of sentence positions out of every comparison;
 a bootstrap would repeat sentences, which both sides of a comparison then share, raising the scores and their
-spread). The two variances add (this counts each language's own sentence noise twice: conservative), and the estimate over its
-standard error is referred to a t distribution with Welch-Satterthwaite degrees of freedom.
+spread), keeping only the part that languages share (`shared_sentence_component`): each language's own sentence
+noise is already in the language jackknife. The two variances add, and the estimate over its standard error is
+referred to a t distribution with Welch-Satterthwaite degrees of freedom.
 
 One procedure gives the p-value and the interval: two-sided t tests, and an interval that is exactly the set of
 effects the test does not reject. Multiplicity: the tests of one finding over every model and measure of the
@@ -36,9 +37,10 @@ from . import tokens
 
 LEVELS = ("high", "medium", "low")
 MIN_LANGUAGES = 5  # per compared group: below it a t reference with a handful of degrees of freedom is not trusted
-TEST = ("Two-sided t test of 0: standard error from the jackknife over languages{strata} plus the "
-        "delete-a-group jackknife over sentences, Welch-Satterthwaite degrees of freedom; interval: the effects the test does not reject, at the "
-        "level Holm's step-down used (family: this finding over every model and measure).")
+TEST = ("Two-sided t test of 0: standard error from the jackknife over languages{strata} plus the part of the "
+        "delete-a-group jackknife over sentences that languages share, Welch-Satterthwaite degrees of freedom; "
+        "interval: the effects the test does not reject, at the level Holm's step-down used (family: this finding "
+        "over every model and measure).")
 
 
 @dataclass(frozen=True)

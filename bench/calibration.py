@@ -127,8 +127,8 @@ def show(summary: dict) -> None:
             continue
         print(f"\n{label}: {s['seeds']} simulations; per test nominal {a / 2:.1%} each way (two-sided at {a}), "
               f"limit {s['limit']:.1%}; family-wise after Holm nominal {a:.0%}, limit {s['familywise_limit']:.1%}")
-        print(f"| finding | measure | false holds [95 % CI] | false does not hold [95 % CI] | 95 % interval covers 0 "
-              f"| family-wise (Holm) |")
+        print("| finding | measure | false holds [95 % CI] | false does not hold [95 % CI] | 95 % interval covers 0 "
+              "| family-wise (Holm) |")
         print("|---|---|---|---|---|---|")
         for f, entry in s["findings"].items():
             for m in summary["measures"]:

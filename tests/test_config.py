@@ -135,6 +135,9 @@ def test_statistics_and_analysis_keys(make_job):
                                r"similarity.families: expected a list of distinct families from .*crosslayer"),
                               ("similarity.permutations=1", r"similarity.permutations: expected an integer >= 2"),
                               ("similarity.bootstrap=1", r"similarity.bootstrap: 1 replicate gives no interval"),
+                              ("similarity.jackknife=1", r"similarity.jackknife: 1 group gives no variance"),
+                              ("similarity.jackknife=7", r"similarity.jackknife: 7 sentence groups need at least 2 "
+                                                         r"sentences each, and the job compares as few as 12"),
                               ("analysis.tsne.points={sonar: '2'}", r"analysis.tsne.points.sonar: no model"),
                               ("analysis.alhpa=0.1", r"analysis.alhpa: unknown key \(did you mean 'alpha'\?\)")):
         with pytest.raises(ConfigError, match=message):

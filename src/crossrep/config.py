@@ -372,6 +372,11 @@ def parse_job(raw: dict, source: str = "") -> Job:
     if similarity.jackknife == 1:
         raise ConfigError("similarity.jackknife: 1 group gives no variance; use 0 (none: the findings are then not "
                           "tested) or at least 2 (default 10; each group costs one more reduction)")
+    fewest = min([data.crossmodal_sentences, data.crosslingual_sentences]
+                 + [m.crosslingual_sentences for m in models])
+    if similarity.jackknife > fewest // 2:
+        raise ConfigError(f"similarity.jackknife: {similarity.jackknife} sentence groups need at least 2 sentences "
+                          f"each, and the job compares as few as {fewest}: use at most {fewest // 2}")
     s.done()
     analysis = _analysis(Section(top.get("analysis", None), "analysis", required=False), models)
 

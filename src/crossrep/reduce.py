@@ -28,7 +28,7 @@ from . import families, measures, stats
 from . import languages as langs
 from .config import Job
 from .errors import StoreError
-from .families import Block, Layout, Rep
+from .families import Layout
 from .plan import shards as all_shards
 from .store import ActivationStore, ShardKey
 
