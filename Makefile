@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 
-.PHONY: demo test install
+.PHONY: demo test test-fast install
 
 $(VENV)/.installed: pyproject.toml .ci/install
 	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/install
@@ -17,3 +17,6 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest -q
+
+test-fast: install  # the unit and model tiers, for the edit loop
+	$(VENV)/bin/python -m pytest -q -m "not (e2e or slurm or browser)"

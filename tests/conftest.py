@@ -14,6 +14,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 LANGS = ["eng", "deu", "fra", "khm"]  # khm has no espeak-ng voice: synthetic audio
+TIERS = ("unit", "model", "e2e", "slurm", "browser")  # `make test-fast`: not e2e, slurm or browser
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test is in a tier (its file's `pytestmark`, or its own mark for a slower test in a faster file)."""
+    bare = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if bare:
+        raise pytest.UsageError(f"tests without a tier mark ({', '.join(TIERS)}): {', '.join(bare)}")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ from crossrep.models.audioflamingo3 import AudioFlamingo3Adapter
 from crossrep.models.qwen2_5_omni import Qwen25OmniAdapter
 from crossrep.models.qwen2_audio import Qwen2AudioAdapter
 
+pytestmark = pytest.mark.model
+
 SR = 16_000
 TEXTS = ["the dog ran home today", "wir sind letztes wochenende mit dem zug gefahren", "ព្រះអាទិត្យរះឆាប់"]
 POINTS = {"text": ("in", "1", "2", "out"), "speech": ("enc", "in", "1", "2", "out")}

@@ -12,6 +12,8 @@ from crossrep.plan import create_store, shards
 from crossrep.reduce import run as reduce_run
 from crossrep.store import ActivationStore
 
+pytestmark = pytest.mark.e2e
+
 
 def test_help_teaches():
     out = subprocess.run([sys.executable, "-m", "crossrep", "--help"], capture_output=True, text=True).stdout

@@ -6,6 +6,8 @@ import yaml
 from crossrep.config import apply_override, load_job
 from crossrep.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 
 def test_bundled_jobs_load():
     demo = load_job("demo")

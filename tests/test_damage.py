@@ -20,6 +20,8 @@ from crossrep.store import LAYOUT
 from crossrep.launch import launcher
 from helpers import tree_bytes
 
+pytestmark = pytest.mark.e2e
+
 SETTINGS = {"extract.chunk_size": 4, "executor.kind": "debug"}
 
 

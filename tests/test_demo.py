@@ -1,5 +1,6 @@
 """Demo data: FLEURS layout, parallel sentences, espeak-ng speech or labelled synthetic audio."""
 
+import pytest
 import json
 import shutil
 
@@ -8,6 +9,8 @@ import numpy as np
 from crossrep import languages as langs
 from crossrep.data.demo import ESPEAK_VOICES, corpus, normalize
 from crossrep.data.fleurs import FleursLanguage
+
+pytestmark = pytest.mark.model
 
 
 def test_corpus_is_parallel_and_covers_every_language():

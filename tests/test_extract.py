@@ -19,6 +19,8 @@ from crossrep.plan import create_store, shards
 from crossrep.store import ActivationStore
 from helpers import tree_bytes
 
+pytestmark = pytest.mark.model
+
 
 def _extract(job_file):
     job = load_job(job_file)

@@ -11,6 +11,8 @@ import torch
 
 from crossrep.models.features import KaldiFbank, WhisperLogMel, pad_waves
 
+pytestmark = pytest.mark.model
+
 SR = 16_000
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,6 +10,8 @@ import pytest
 
 from crossrep.analysis import figures, tables
 
+pytestmark = pytest.mark.model
+
 LANGS = ["eng", "deu", "khm"]
 
 

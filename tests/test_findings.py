@@ -16,6 +16,8 @@ from scipy import stats as sps
 from crossrep import stats
 from crossrep.analysis import findings
 
+pytestmark = pytest.mark.unit
+
 LANGS = ["eng", "deu", "fra", "cmn", "arb", "tur", "ell", "hin", "rus", "tha", "swh", "amh", "bul", "khm", "kat"]
 
 
@@ -75,6 +77,7 @@ def planted_run(tmp_path_factory, many_languages, tiny):
     return _run(tmp_path_factory.mktemp("planted"), many_languages, tiny, planted, ("svcca", "cka_debiased"))
 
 
+@pytest.mark.e2e
 def test_planted_findings_hold(planted_run):
     record, report = planted_run
     results = [r for r in record["results"] if r["measure"] == "cka_debiased"]
@@ -92,6 +95,7 @@ def test_planted_findings_hold(planted_run):
     assert figs["svcca", 1] == "fig2_crossmodal.png" and figs["cka_debiased", 1] == "fig2_crossmodal_cka_debiased.png"
 
 
+@pytest.mark.browser
 def test_report_of_a_real_run_loads_in_chromium(planted_run, tmp_path, chromium):
     from browser import load_in_browser
 
@@ -105,6 +109,7 @@ def test_report_of_a_real_run_loads_in_chromium(planted_run, tmp_path, chromium)
     assert "</code> is missing:" not in report.read_text()  # only figures this run drew are named
 
 
+@pytest.mark.e2e
 def test_absent_findings_do_not_hold(tmp_path, many_languages, tiny):
     from synthetic import absent
 

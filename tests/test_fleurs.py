@@ -13,6 +13,8 @@ from crossrep.data.audio import decode_wav
 from crossrep.data.fleurs import FleursLanguage, read_tsv, select
 from crossrep.errors import ConfigError, DataError
 
+pytestmark = pytest.mark.unit
+
 
 def _wav(path, seconds=0.5, rate=16000, channels=1, seed=0):
     rng = np.random.default_rng(seed)

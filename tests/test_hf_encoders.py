@@ -12,6 +12,8 @@ from crossrep.errors import ConfigError
 from crossrep.models.hf_encoders import HFEncodersAdapter
 from crossrep.models.seamless import SeamlessM4Tv2Adapter
 
+pytestmark = pytest.mark.model
+
 SR = 16_000
 TEXTS = ["the dog ran home today", "wir sind letztes wochenende mit dem zug gefahren", "le chat dort"]
 

@@ -14,6 +14,8 @@ from crossrep.models.salmonn import Salmonn
 from crossrep.plan import create_store, shards, units
 from crossrep.store import ActivationStore
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture
 def salmonn_job(tmp_path, demo_root):

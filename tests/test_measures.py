@@ -6,6 +6,8 @@ import pytest
 from crossrep.measures import pair_matrix, prepare, random_baseline
 from reference_svcca import reference_pwcca, reference_svcca
 
+pytestmark = pytest.mark.unit
+
 SIM = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular", "knn": 5}
 
 

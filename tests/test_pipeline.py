@@ -15,6 +15,8 @@ from crossrep.store import ActivationStore, ShardKey
 from helpers import tree_bytes
 from reference_svcca import reference_svcca
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def debug_run(tmp_path_factory, demo_root, tiny):

@@ -2,8 +2,11 @@
 
 import re
 
+import pytest
 from conftest import REPO
 from crossrep.cli import parser
+
+pytestmark = pytest.mark.unit
 
 README = (REPO / "README.md").read_text()
 

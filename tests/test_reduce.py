@@ -12,6 +12,8 @@ from crossrep.reduce import array_backend, model_dataset, run as reduce_run
 from crossrep.store import ActivationStore, ShardKey
 from reference_svcca import reference_svcca
 
+pytestmark = pytest.mark.model
+
 
 @pytest.fixture(scope="module")
 def extracted(tmp_path_factory, demo_root, tiny):

@@ -22,6 +22,8 @@ from crossrep.analysis import report
 from crossrep.config import load_job
 from crossrep.errors import StoreError
 
+pytestmark = pytest.mark.unit
+
 PNG = b"\x89PNG\r\n\x1a\n"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 MODELS = ("seamless", "salmonn")
@@ -196,6 +198,7 @@ def test_report_command(out, tmp_path, capsys):
     assert "findings.json not found: run the aggregate stage first" in err
 
 
+@pytest.mark.browser
 def test_page_loads_in_headless_chromium(out, tmp_path, chromium):
     path = report.run(load_job("demo", [f"out={out}"]))
     page = path.read_text(encoding="utf-8")

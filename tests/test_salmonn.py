@@ -17,6 +17,8 @@ from crossrep.errors import ConfigError, ModelError
 from crossrep.models.salmonn import Salmonn, SalmonnAdapter, build_tiny
 from crossrep.models.salmonn.beats import kaldi_fbank, load_beats
 
+pytestmark = pytest.mark.model
+
 SR = 16_000
 LORA = "llama_model.base_model.model.model.layers.{}.self_attn.{}.lora_{}.default.weight"
 TEXTS = ["the dog ran home today", "wir sind letztes wochenende mit dem zug gefahren", "ព្រះអាទិត្យរះឆាប់"]

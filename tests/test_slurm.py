@@ -25,6 +25,8 @@ from crossrep.plan import shards
 from crossrep.store import ActivationStore
 from helpers import tree_bytes
 
+pytestmark = pytest.mark.slurm
+
 SCRIPTS = REPO / "slurm" / "dev-cluster"
 SETTINGS = {"extract.chunk_size": 2, "extract.batch_size": 1, "extract.feature_workers": 1}  # as real jobs: a worker
 

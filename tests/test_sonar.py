@@ -10,6 +10,8 @@ import torch
 from crossrep.errors import ModelError
 from crossrep.models.sonar import SonarAdapter, SonarSpeechEncoder, SonarTextEncoder, fbank
 
+pytestmark = pytest.mark.model
+
 REFERENCE = Path(__file__).parent / "data" / "sonar_reference.pt"
 LAYER_TOL, POOL_TOL = 1e-4, 1e-5  # largest |port - official| relative to the largest |official| value
 FS2_TO_HF_SPECIALS = torch.tensor([1, 3, 0, 2])  # fairseq2 <pad> <unk> <s> </s> -> NllbTokenizer ids

@@ -7,6 +7,8 @@ from crossrep.measures import random_baseline
 from crossrep.svcca import COMPLEMENT_TOLERANCE, pair_scores, prepare, reduced_basis, route, svcca, svcca_matrix
 from reference_svcca import reference_svcca
 
+pytestmark = pytest.mark.unit
+
 
 def _data(kind, rng):
     n = 60

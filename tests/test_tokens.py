@@ -12,6 +12,8 @@ from crossrep.analysis import tokens
 from crossrep.data.demo import corpus
 from crossrep.models.base import Adapter
 
+pytestmark = pytest.mark.model
+
 LEVELS = ("high", "medium", "low")
 
 

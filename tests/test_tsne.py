@@ -10,6 +10,8 @@ from crossrep.errors import ConfigError
 from crossrep.point import Point
 from crossrep.store import ShardKey
 
+pytestmark = pytest.mark.model
+
 LANGS = ["eng", "deu", "fra", "khm"]
 
 

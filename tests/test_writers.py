@@ -25,6 +25,8 @@ from crossrep.lock import FOLDER_LOCK, Lock, LockedError, folder_lock, shard_loc
 from crossrep.store import ShardKey
 from helpers import tree_bytes
 
+pytestmark = pytest.mark.e2e
+
 # Slow enough to be caught mid-run: one sentence a batch, one a chunk, two workers
 SETTINGS = {"extract.chunk_size": 1, "extract.batch_size": 1, "data.languages": ["eng", "deu"],
             "executor.workers": 2}

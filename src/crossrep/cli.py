@@ -52,8 +52,9 @@ def parser() -> argparse.ArgumentParser:
         description="Compare how multimodal models (SeamlessM4T v2, SONAR, SALMONN-7B, audio LLMs) represent the same "
                     "sentence across languages and across text and speech: extract pooled per-layer "
                     "activations, score every language pair (SVCCA, PWCCA, CKA, debiased CKA, mutual kNN), "
-                    "with a permutation null and bootstrap intervals, draw the figures, test the study's six findings "
-                    "and write a self-contained HTML report.",
+                    "with a permutation null per cell and sentence-jackknife replicates, draw the figures, test the "
+                    "study's six findings (two-sided t tests over languages and sentences, Holm-adjusted per "
+                    "finding, intervals that agree with the verdicts) and write a self-contained HTML report.",
         epilog=EPILOG.format(families=families()), formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
@@ -95,8 +96,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", action="append", metavar="I|KEY",
                    help="shard index or MODEL/MODALITY/LANG key (repeatable); see `crossrep plan`")
 
-    for name, text in (("reduce", "compute similarity.zarr (scores, permutation nulls, intervals) from a complete "
-                                  "activation store"),
+    for name, text in (("reduce", "compute similarity.zarr (scores, permutation nulls, sentence-jackknife "
+                                  "replicates, intervals) from a complete activation store"),
                        ("aggregate", "draw the figures, test the six findings and write the report from "
                                      "similarity.zarr")):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ", in this process.")
