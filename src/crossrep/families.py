@@ -61,7 +61,8 @@ class Layout:
     values or (dim, values)). language_dims: the dims that run over languages (averaged for family means,
     resampled by the language bootstrap). columns: table column -> coordinate for `point_a`, `point_b`,
     `lang_a`, `lang_b` (and `model_b` for cross-model). baseline: whether a random-vector baseline of each
-    block's sizes is computed (families whose cells in a block share their sizes)."""
+    block's sizes is computed (families whose cells in a block share their sizes). resampled: whether its
+    sentence-jackknife replicates are computed (the families the findings test)."""
 
     name: str
     family: str
@@ -74,6 +75,7 @@ class Layout:
     baseline: bool
     description: str
     model_b: str = ""
+    resampled: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _crossmodal(ctx: Context) -> list[Layout]:
     return [Layout("crossmodal", "crossmodal", ("pair", "lang"), {**_pair_coords(p), **_lang_coords(p, ("lang",))},
                    blocks, ("lang",), {"point_a": "pair_text_point", "point_b": "pair_speech_point",
                                        "lang_a": "lang", "lang_b": "lang"}, False, True,
-                   "text vs speech of one language, on its first N sentence ids")]
+                   "text vs speech of one language, on its first N sentence ids", resampled=True)]
 
 
 def _crosslingual(ctx: Context, modality: str) -> list[Layout]:
@@ -164,7 +166,8 @@ def _crosslingual(ctx: Context, modality: str) -> list[Layout]:
     return [Layout(modality, modality, (dim, "lang_a", "lang_b"),
                    {**_point_coords(p, modality, dim), **_lang_coords(p, ("lang_a", "lang_b"))}, blocks,
                    ("lang_a", "lang_b"), {"point_a": dim, "point_b": dim, "lang_a": "lang_a", "lang_b": "lang_b"},
-                   True, True, f"{modality} of lang_a vs {modality} of lang_b, on the M shared ids (diagonal NaN)")]
+                   True, True, f"{modality} of lang_a vs {modality} of lang_b, on the M shared ids (diagonal NaN)",
+                   resampled=True)]
 
 
 @register("text", "cross-lingual text: every language pair, per text point")

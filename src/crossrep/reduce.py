@@ -194,7 +194,8 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
                               for i, blk in enumerate(lay.blocks)],
                      **{kind: [[block_tasks(me, f"{lay.name}/{i}", blk, (kind, k), 0) for k in range(count)]
                                for i, blk in enumerate(lay.blocks)]
-                        for kind, count in (("boot", job.similarity.bootstrap), ("jack", job.similarity.jackknife))}}
+                        for kind, count in (("boot", job.similarity.bootstrap),
+                                            ("jack", job.similarity.jackknife if lay.resampled else 0))}}
             if lay.baseline:
                 entry["baseline"] = []
                 for i, blk in enumerate(lay.blocks):
@@ -237,7 +238,8 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
             data[f"{lay.name}_p"] = (dims, np.where(np.isfinite(score), stats.add_one_p(null, score, axis=-1),
                                                     np.nan))
             data[f"{lay.name}_adjusted"] = (dims, (score - mu) / (1.0 - mu))
-        for kind, count, dim in (("boot", b, "boot"), ("jack", job.similarity.jackknife, "group")):
+        for kind, count, dim in (("boot", b, "boot"), ("jack", job.similarity.jackknife if lay.resampled else 0,
+                                                         "group")):
             if count:
                 reps = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name][kind]])
                                  for me in measures_])  # (measure, blocks, count, ...)
