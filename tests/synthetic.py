@@ -135,7 +135,7 @@ def cal_sharing(plan, seed: int):
 
 
 class MemoryStore:
-    """Simulated activations with the store's `model` and `read`, for `reduce.model_dataset`."""
+    """Simulated activations with the store's `model`, `ids` and `read`, for `reduce.model_dataset`."""
 
     def __init__(self, plan, scenario, seed: int, strength: float = 1.0, corresponding: bool = True):
         self.plan, self.token = plan, (seed, scenario.__name__, strength, corresponding)
@@ -166,8 +166,11 @@ class MemoryStore:
     def model(self, name):
         return self.plan
 
-    def read(self, key, point, ids):
-        return self.arrays[key.modality, key.lang, point][np.asarray(ids)]
+    def ids(self, key):
+        return np.asarray(self.plan.shard_ids[key.lang], dtype=np.int64)
+
+    def read(self, key, point):
+        return self.arrays[key.modality, key.lang, point]
 
 
 def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, seed: int = 0):

@@ -62,17 +62,29 @@ def array_backend(name: str):
     return np
 
 
-def prepared(source, sim: dict, measure: str, rep: list, ids: np.ndarray, resample: tuple | None):
-    """One Dask task: a representation read lazily from the store and prepared for a measure (for SVCCA its
-    reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
-    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife. BLAS runs
-    one thread per task: Dask's workers are the parallelism, and the small products run faster unthreaded.
-    `source`: the store's path (opened once per worker), or activations in memory with the store's `read`."""
+def shard_point(source, model: str, modality: str, lang: str, point: str) -> tuple[np.ndarray, np.ndarray]:
+    """One Dask task: a point of a shard as stored (its sentence ids and rows), read once for every measure,
+    sentence set and resample that prepares it (a Zarr read costs milliseconds; the sentence jackknife alone
+    prepares each representation G + 1 times per measure). `source`: the store's path (opened once per worker),
+    or activations in memory with the store's `ids` and `read`."""
+    store = _open(source) if isinstance(source, str) else source
+    key = ShardKey(model, modality, lang)
+    return store.ids(key), store.read(key, point)
+
+
+def prepared(stored: tuple, sim: dict, measure: str, rep: list, ids: np.ndarray, resample: tuple | None):
+    """One Dask task: a representation (the rows of `ids` of a stored shard point) prepared for a measure (for
+    SVCCA its reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
+    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife. BLAS runs one thread
+    per task: Dask's workers are the parallelism, and the small products run faster unthreaded."""
     with one_thread():
         xp = array_backend(sim["backend"])
-        store = _open(source) if isinstance(source, str) else source
         model, modality, point, lang = rep
-        x = store.read(ShardKey(model, modality, lang), point, ids.tolist())
+        stored_ids, data = stored
+        rows = np.searchsorted(stored_ids, ids)
+        if np.any(rows >= len(stored_ids)) or np.any(stored_ids[np.minimum(rows, len(stored_ids) - 1)] != ids):
+            raise StoreError(f"{model}/{modality}/{lang}: some requested sentence ids are not stored")
+        x = data[rows]
         if resample is not None:
             kind, k = resample
             x = x[stats.resample(sim["seed"], len(ids), k) if kind == "boot"
@@ -171,7 +183,10 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
             key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, len(ids),
                    zlib.crc32(ids.tobytes()), _tag(resample))  # the same representation on other sentence ids
             if key not in dsk:
-                dsk[key] = (prepared, source, sim, measure, [rep.model, rep.modality, rep.point, rep.lang], ids,
+                stored = ("stored", rep.model, rep.modality, rep.lang, rep.point)
+                if stored not in dsk:
+                    dsk[stored] = (shard_point, source, rep.model, rep.modality, rep.lang, rep.point)
+                dsk[key] = (prepared, stored, sim, measure, [rep.model, rep.modality, rep.point, rep.lang], ids,
                             resample)
             keys.append(key)
         return keys
