@@ -37,19 +37,20 @@ def run(job: Job) -> Path:
     tsne.run(job, out)
     _say("token sharing")
     sharing = {m.name: tokens.token_sharing(job, m.name) for m in job.models}
-    first = job.similarity.measures[0]
-    panels = []
-    for name, share in sharing.items():
-        if share is None:
-            continue
-        ds = full[name].sel(measure=first)
-        point = findings.input_text_point(ds)
-        if point is not None:
-            sim = ds.text.sel(text_point=point)
-            levels = dict(zip(map(str, ds.lang.values), map(str, ds.level.values)))
-            panels.append((name, share, sim, tokens.correlate(share, sim, levels, a.language_bootstrap, a.seed)))
-    if panels:
-        tokens.scatter(panels, out / "fig6_tokens", first)
+    for k, measure in enumerate(job.similarity.measures):  # each measure its own figure, as the others
+        panels = []
+        for name, share in sharing.items():
+            if share is None:
+                continue
+            ds = full[name].sel(measure=measure)
+            point = findings.input_text_point(ds)
+            if point is not None:
+                sim = ds.text.sel(text_point=point)
+                levels = dict(zip(map(str, ds.lang.values), map(str, ds.level.values)))
+                panels.append((name, share, sim, tokens.correlate(share, sim, levels, a.language_bootstrap,
+                                                                  a.seed)))
+        if panels:
+            tokens.scatter(panels, out / ("fig6_tokens" + ("" if k == 0 else f"_{measure}")), measure)
     _say("findings")
     tested = []
     for m in job.models:
