@@ -30,7 +30,7 @@ from .config import Job
 from .errors import StoreError
 from .families import Layout
 from .plan import shards as all_shards
-from .store import ActivationStore, ShardKey
+from .store import ActivationStore, ShardKey, id_rows
 
 FILENAME = "similarity.zarr"
 LEVEL = 0.95  # the intervals' coverage
@@ -81,10 +81,7 @@ def prepared(stored: tuple, sim: dict, measure: str, rep: list, ids: np.ndarray,
         xp = array_backend(sim["backend"])
         model, modality, point, lang = rep
         stored_ids, data = stored
-        rows = np.searchsorted(stored_ids, ids)
-        if np.any(rows >= len(stored_ids)) or np.any(stored_ids[np.minimum(rows, len(stored_ids) - 1)] != ids):
-            raise StoreError(f"{model}/{modality}/{lang}: some requested sentence ids are not stored")
-        x = data[rows]
+        x = data[id_rows(stored_ids, ids, f"{model}/{modality}/{lang}")]
         if resample is not None:
             kind, k = resample
             x = x[stats.resample(sim["seed"], len(ids), k) if kind == "boot"

@@ -181,6 +181,15 @@ def chunk_rows(n: int, chunk_size: int, index: int) -> slice:
 # ---------------------------------------------------------------- the store
 
 
+def id_rows(stored: np.ndarray, ids, where: str) -> np.ndarray:
+    """The rows of `ids` in a shard whose rows hold the ascending `stored` ids; an error naming `where` if any
+    is not stored."""
+    rows = np.searchsorted(stored, ids)
+    if np.any(rows >= len(stored)) or np.any(stored[np.minimum(rows, len(stored) - 1)] != ids):
+        raise StoreError(f"{where}: some requested sentence ids are not stored")
+    return rows
+
+
 class ActivationStore:
     """An existing store, opened after checking its layout; `create` makes or checks one from a plan."""
 
@@ -312,11 +321,7 @@ class ActivationStore:
         data = self._group(key)[point][:]
         if ids is None:
             return data
-        stored = self.ids(key)
-        rows = np.searchsorted(stored, ids)
-        if np.any(rows >= len(stored)) or np.any(stored[np.minimum(rows, len(stored) - 1)] != ids):
-            raise StoreError(f"{self.path}/{key}: some requested sentence ids are not stored")
-        return data[rows]
+        return data[id_rows(self.ids(key), ids, f"{self.path}/{key}")]
 
     # ------------------------------------------------------------------ verification
 
