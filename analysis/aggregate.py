@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-import crossrep
+from crossrep import measures, progress, results
 from crossrep.config import Job
 from crossrep.plan import open_checked
-from crossrep.reduce import check_similarity, open_similarity
+from crossrep.version import __version__
 
 from . import figures, findings, report, tokens, tsne
 
@@ -24,20 +23,43 @@ def run(job: Job) -> Path:
     does not draw are removed (files that crossrep did not write are left alone); then findings and report."""
     started = datetime.now(timezone.utc)
     store = open_checked(job)
-    check_similarity(job)
+    results.check(job)
     target = job.out / "figures"
     out = job.out / ".figures.partial"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    full = {m.name: open_similarity(job.out, m.name) for m in job.models}
+    full = {m.name: results.open_model(job.out, m.name) for m in job.models}
     a = job.analysis
-    _say("figures")
-    figures.draw(full, out, job.similarity.measures, a.language_bootstrap, a.seed)
-    _say("t-SNE")
-    tsne.run(job, out)
-    _say("token sharing")
+    names = job.similarity.measure_names
+    with progress.bar(5, "aggregate", "step") as bar:
+        with progress.stage("aggregate: figures"):
+            figures.draw(full, out, names, a.language_bootstrap, a.seed)
+        bar.update()
+        with progress.stage("aggregate: t-SNE"):
+            tsne.run(job, out)
+        bar.update()
+        with progress.stage("aggregate: token sharing"):
+            sharing = _token_sharing(job, full, out)
+        bar.update()
+        with progress.stage("aggregate: findings"):
+            decided = _findings(job, store, full, sharing)
+            drawn = _move_figures(out, target)
+            record = _record(job, store, decided, started, drawn)
+            _write_json(job.out / "findings.json", record)
+            pd.DataFrame(findings.as_dicts(decided)).to_csv(job.out / "findings.csv", index=False,
+                                                            float_format="%.6g")
+        bar.update()
+        with progress.stage("aggregate: report"):
+            page = report.run(job)
+        bar.update()
+    return page
+
+
+def _token_sharing(job: Job, full: dict, out: Path) -> dict:
+    """Each model's shared-token ratios (None where it has no tokenizer) and fig6_tokens per measure."""
+    a = job.analysis
     sharing = {m.name: tokens.token_sharing(job, m.name) for m in job.models}
-    for k, measure in enumerate(job.similarity.measures):  # each measure its own figure, as the others
+    for k, measure in enumerate(job.similarity.measure_names):  # each measure its own figure, as the others
         panels = []
         for name, share in sharing.items():
             if share is None:
@@ -51,12 +73,20 @@ def run(job: Job) -> Path:
                                                                   a.seed)))
         if panels:
             tokens.scatter(panels, out / ("fig6_tokens" + ("" if k == 0 else f"_{measure}")), measure)
-    _say("findings")
+    return sharing
+
+
+def _findings(job: Job, store, full: dict, sharing: dict) -> list:
     tested = []
     for m in job.models:
         tested += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, sharing[m.name])
-    suffixes = {measure: ("" if k == 0 else f"_{measure}") for k, measure in enumerate(job.similarity.measures)}
-    results = findings.decide(tested, a.alpha, suffixes)
+    suffixes = {measure: ("" if k == 0 else f"_{measure}") for k, measure in enumerate(job.similarity.measure_names)}
+    return findings.decide(tested, job.analysis.alpha, suffixes)
+
+
+def _move_figures(out: Path, target: Path) -> set[str]:
+    """The drawn figures into `target`, where figures of earlier jobs that this one did not draw are removed
+    (files that crossrep did not write are left alone)."""
     target.mkdir(exist_ok=True)
     drawn = {f.name for f in out.iterdir()}
     for old in target.iterdir():
@@ -66,15 +96,7 @@ def run(job: Job) -> Path:
     for name in drawn:
         (out / name).replace(target / name)
     out.rmdir()
-    record = _record(job, store, results, started, drawn)
-    _write_json(job.out / "findings.json", record)
-    pd.DataFrame(findings.as_dicts(results)).to_csv(job.out / "findings.csv", index=False, float_format="%.6g")
-    _say("report")
-    return report.run(job)
-
-
-def _say(what: str) -> None:
-    print(f"crossrep: aggregate: {what}", file=sys.stderr, flush=True)
+    return drawn
 
 
 def _record(job: Job, store, results, started, drawn) -> dict:
@@ -95,15 +117,15 @@ def _record(job: Job, store, results, started, drawn) -> dict:
         ("crosslayer_speech.png", "cross-layer: speech point vs speech point, mean over languages"),
     ) if f in drawn]
     return {
-        "crossrep_version": crossrep.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "crossrep_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "job": job.name, "alpha": a.alpha, "language_bootstrap": a.language_bootstrap,
         "multiplicity": _multiplicity(results, a.alpha), "jackknife": sim.jackknife,
         "calibration": _calibration(),
         "permutations": sim.permutations, "bootstrap": sim.bootstrap, "seed": a.seed,
         "findings": [f | {"figures": [name for name in f["figures"] if name in drawn]} for f in findings.describe()],
         "results": findings.as_dicts(results), "figures": extra,
-        "methods": {"models": models, "measures": list(sim.measures), "families": list(sim.families),
-                    "similarity": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(sim).items()},
+        "methods": {"models": models, "measures": [m.settings() for m in measures.resolve(sim)],
+                    "families": list(sim.families), "similarity": job.to_dict()["similarity"],
                     "analysis": {"alpha": a.alpha, "language_bootstrap": a.language_bootstrap, "seed": a.seed,
                                  "tsne": {"points": dict(a.tsne.points), "seed": a.tsne.seed,
                                           "perplexity": a.tsne.perplexity}},

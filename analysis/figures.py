@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from crossrep import results  # noqa: E402
+
 from . import tables  # noqa: E402
 
 COLORS = {"all": "black", "high": "tab:blue", "medium": "tab:orange", "low": "tab:red",
@@ -149,7 +151,7 @@ def heatmap(datasets: dict, name: str, out: Path, suffix: str, measure: str) -> 
     fig, axes = _axes(len(datasets), width=5.0, height=4.4)
     frames = []
     for ax, (model, ds) in zip(axes, datasets.items()):
-        mean = ds[f"{name}_mean"]
+        mean = results.view(ds, name).mean
         rows, cols = mean.dims
         values = mean.values.copy()
         if name != "crosslayer_text_speech":

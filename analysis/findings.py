@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from crossrep import stats
+from crossrep import results, stats
 
 from . import tokens
 
@@ -209,11 +209,12 @@ def input_text_point(ds: xr.Dataset) -> str | None:
 def adjusted(ds: xr.Dataset, name: str, **sel) -> tuple[np.ndarray, list[np.ndarray]]:
     """A variable's chance-adjusted scores and the same for each sentence-jackknife replicate (the replicate's
     score against the cell's own chance level)."""
-    main = ds[f"{name}_adjusted"].sel(**sel)
+    v = results.view(ds, name)
+    main = v.adjusted.sel(**sel)
     boot = []
-    if f"{name}_jack" in ds:
-        mu = ds[f"{name}_null_mean"].sel(**sel).values
-        reps = ds[f"{name}_jack"].sel(**sel).transpose("group", ...).values
+    if v.jack is not None:
+        mu = v.null_mean.sel(**sel).values
+        reps = v.jack.sel(**sel).transpose("group", ...).values
         with np.errstate(all="ignore"):
             boot = list((reps - mu) / (1.0 - mu))
     return main.values, boot
@@ -311,7 +312,7 @@ def finding5(ds: xr.Dataset, sharing: xr.DataArray | None) -> Case | Skip:
     langs = [str(x) for x in ds.lang_a.values]
     if len(langs) < MIN_LANGUAGES:
         return _few(len(langs))
-    sim = ds.text_adjusted.sel(text_point=point)
+    sim = results.view(ds, "text").adjusted.sel(text_point=point)
     described = tokens.correlate(sharing, sim, dict(zip(langs, strs(ds.level))), permutations=0)
     y, boot = adjusted(ds, "text", text_point=point)
     s = sharing.sel(lang_a=langs, lang_b=langs).values

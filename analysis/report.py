@@ -88,6 +88,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def _measure(entry) -> tuple[str, str]:
+    """A recorded measure's name and its label with parameters: {name: mknn, knn: 10} -> "mknn (knn 10)"."""
+    if not isinstance(entry, dict):
+        return str(entry), str(entry)
+    name = str(entry.get("name", ""))
+    params = ", ".join(f"{k} {num(v) if isinstance(v, float) else v}" for k, v in entry.items() if k != "name")
+    return name, f"{name} ({params})" if params else name
+
+
 def _order(names: list, extra) -> list[str]:
     """`names` then any of `extra` not among them, first seen first, without repeats."""
     out = [str(n) for n in names]
@@ -103,7 +112,7 @@ def render(findings: dict, figures_dir: Path) -> str:
     results = findings.get("results") or []
     model_info = [m for m in methods.get("models") or [] if isinstance(m, dict)]
     models = _order([m.get("name", "") for m in model_info], (r.get("model", "") for r in results))
-    measures = _order(methods.get("measures") or [], (r.get("measure", "") for r in results))
+    measures = _order([_measure(m)[0] for m in methods.get("measures") or []], (r.get("measure", "") for r in results))
     described = {f.get("id"): f for f in findings.get("findings") or []}
     for r in results:  # a result for a finding that is not described still shows up
         described.setdefault(r.get("finding"), {"id": r.get("finding"), "title": "(not described)"})
@@ -172,7 +181,7 @@ def render(findings: dict, figures_dir: Path) -> str:
         "jackknife": num(findings.get("jackknife")),
         "multiplicity": findings.get("multiplicity") or {}, "calibration": calibration(findings.get("calibration")),
         "gallery": gallery,
-        "methods": {"models": method_models, "measures": [str(x) for x in methods.get("measures") or []],
+        "methods": {"models": method_models, "measures": [_measure(x)[1] for x in methods.get("measures") or []],
                     "families": [str(x) for x in methods.get("families") or []],
                     "seeds": flat(methods.get("seeds") or {}), "started": num(methods.get("started")),
                     "finished": num(methods.get("finished")),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from crossrep import stats
+from crossrep import results, stats
 
 from .findings import last_layer_pair, strs
 
@@ -17,10 +17,10 @@ LEVELS = ("high", "medium", "low")
 
 
 def _ci(ds: xr.Dataset, name: str, source: str, **sel) -> tuple[float, float]:
-    var = f"{name}_ci_{source}"
-    if var not in ds:
+    ci = getattr(results.view(ds, name), f"ci_{source}")
+    if ci is None:
         return np.nan, np.nan
-    lo, hi = ds[var].sel(**sel).values
+    lo, hi = ci.sel(**sel).values
     return float(lo), float(hi)
 
 
@@ -28,9 +28,10 @@ def crossmodal_by_level(ds: xr.Dataset, count: int = 1000, seed: int = 0) -> pd.
     """Fig. 2: per pair and group (all + resource levels): mean, intervals, languages, null and baseline."""
     rows = []
     levels = strs(ds.level)
+    cm = results.view(ds, "crossmodal")
     for pair, depth in zip(ds.pair.values, ds.pair_depth.values):
-        values = ds.crossmodal.sel(pair=pair).values
-        boot = ds.crossmodal_boot.sel(pair=pair).values if "crossmodal_boot" in ds else None
+        values = cm.score.sel(pair=pair).values
+        boot = cm.boot.sel(pair=pair).values if cm.boot is not None else None
         for group in ("all",) + LEVELS:
             keep = np.ones(len(values), bool) if group == "all" else levels == group
             if not keep.any():
@@ -45,8 +46,8 @@ def crossmodal_by_level(ds: xr.Dataset, count: int = 1000, seed: int = 0) -> pd.
                          "mean": float(values[keep].mean()), "sentences_low": float(sent[0]),
                          "sentences_high": float(sent[1]), "languages_low": float(lang_lo),
                          "languages_high": float(lang_hi), "languages": int(keep.sum()),
-                         "null_mean": float(ds.crossmodal_null_mean.sel(pair=pair).values[keep].mean()),
-                         "baseline": float(ds.crossmodal_baseline.sel(pair=pair).mean())})
+                         "null_mean": float(cm.null_mean.sel(pair=pair).values[keep].mean()),
+                         "baseline": float(cm.baseline.sel(pair=pair).mean())})
     return pd.DataFrame(rows)
 
 
@@ -60,15 +61,16 @@ def crosslingual(ds: xr.Dataset) -> pd.DataFrame:
     rows = []
     for modality in ("text", "speech"):
         dim = f"{modality}_point"
+        view = results.view(ds, modality)
         for point, depth in zip(ds[dim].values, ds[f"{modality}_depth"].values):
-            v = upper(ds[modality].sel({dim: point}).values)
+            v = upper(view.score.sel({dim: point}).values)
             s_lo, s_hi = _ci(ds, modality, "sentences", **{dim: point})
             l_lo, l_hi = _ci(ds, modality, "languages", **{dim: point})
             rows.append({"modality": modality, "point": str(point), "depth": float(depth), "mean": float(v.mean()),
                          "std": float(v.std()), "pairs": int(v.size), "sentences_low": s_lo,
                          "sentences_high": s_hi, "languages_low": l_lo, "languages_high": l_hi,
-                         "null_mean": float(np.nanmean(upper(ds[f"{modality}_null_mean"].sel({dim: point}).values))),
-                         "baseline": float(ds[f"{modality}_baseline"].sel({dim: point}).mean())})
+                         "null_mean": float(np.nanmean(upper(view.null_mean.sel({dim: point}).values))),
+                         "baseline": float(view.baseline.sel({dim: point}).mean())})
     return pd.DataFrame(rows)
 
 
@@ -87,12 +89,14 @@ def per_language(ds: xr.Dataset, pair: str) -> pd.DataFrame:
     text = ds.text.sel(text_point=t_point).values
     speech = ds.speech.sel(speech_point=s_point).values
     ts = ds.text_speech.sel(pair=pair).values
-    cm = ds.crossmodal.sel(pair=pair).values
-    boot = stats.interval(ds.crossmodal_boot.sel(pair=pair).values) if "crossmodal_boot" in ds else None
-    cm_null = ds.crossmodal_null_mean.sel(pair=pair).values
-    nulls = {"text": ds.text_null_mean.sel(text_point=t_point).values,
-             "speech": ds.speech_null_mean.sel(speech_point=s_point).values,
-             "text_speech": ds.text_speech_null_mean.sel(pair=pair).values}
+    view = {name: results.view(ds, name) for name in ("crossmodal", "text", "speech", "text_speech")}
+    cm = view["crossmodal"].score.sel(pair=pair).values
+    boot = view["crossmodal"].boot
+    boot = stats.interval(boot.sel(pair=pair).values) if boot is not None else None
+    cm_null = view["crossmodal"].null_mean.sel(pair=pair).values
+    nulls = {"text": view["text"].null_mean.sel(text_point=t_point).values,
+             "speech": view["speech"].null_mean.sel(speech_point=s_point).values,
+             "text_speech": view["text_speech"].null_mean.sel(pair=pair).values}
     rows = []
     for i, lang in enumerate(ds.lang.values):
         others = [j for j in range(len(ds.lang)) if j != i]

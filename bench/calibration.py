@@ -4,7 +4,7 @@ Simulated activations (tests/synthetic.py: a meaning shared by every language an
 every language of one modality on the same sentences, a language component shared by its two modalities, noise)
 for one model shaped like tiny SeamlessM4T (text in, 1..4; speech 1..4 and a length adaptor), 15 languages (5
 per resource level), N = M = 36 sentences, width 16, K = 4 permutations per cell, B = 10 sentence-bootstrap
-replicates, SVCCA and debiased CKA, alpha = 0.05, are reduced by `crossrep.reduce.model_dataset` and tested by
+replicates, SVCCA and debiased CKA, alpha = 0.05, are reduced by `crossrep.results.model_dataset` and tested by
 `crossrep.analysis.findings` exactly as a run is. Three kinds of data:
   (a) no sentence correspondence: every array's latents drawn anew (every score at chance);
   (b) structure with every finding absent: shared meaning, modality-shared sentence components, language

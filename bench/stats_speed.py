@@ -35,12 +35,12 @@ def activations(rng, n: int, width: int) -> list[np.ndarray]:
 
 def _prepare(x, rows=None):
     with threadpool_limits(limits=1):
-        return measures.get("svcca").prepare(x if rows is None else x[rows], SIM)
+        return measures.get("svcca").prepare(x if rows is None else x[rows])
 
 
 def _baseline(n, width):
     with threadpool_limits(limits=1):
-        return measures.random_baseline("svcca", n, width, width, SIM["baseline_repeats"], 0, SIM)
+        return measures.get("svcca").random_baseline(n, width, width, SIM["baseline_repeats"], 0)
 
 
 def families(data):
@@ -55,7 +55,7 @@ def score_all(pool, reps, k: int) -> None:
     jobs = []
     for name, (a, b, pairs) in families(reps).items():
         for c in range(0, len(pairs), PAIRS_PER_TASK):
-            jobs.append(pool.submit(scores, SIM, "svcca", name, reps[a], None if b is None else reps[b],
+            jobs.append(pool.submit(scores, SIM, measures.get("svcca"), name, reps[a], None if b is None else reps[b],
                                     pairs[c:c + PAIRS_PER_TASK], k))
     for j in jobs:
         j.result()

@@ -135,7 +135,7 @@ def cal_sharing(plan, seed: int):
 
 
 class MemoryStore:
-    """Simulated activations with the store's `model`, `ids` and `read`, for `reduce.model_dataset`."""
+    """Simulated activations with the store's `model`, `ids` and `read`, for `results.model_dataset`."""
 
     def __init__(self, plan, scenario, seed: int, strength: float = 1.0, corresponding: bool = True):
         self.plan, self.token = plan, (seed, scenario.__name__, strength, corresponding)
@@ -174,7 +174,7 @@ class MemoryStore:
 
 
 def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, seed: int = 0):
-    """The job keys `reduce.model_dataset` reads, for one simulated model, on one thread."""
+    """The job keys `results.model_dataset` reads, for one simulated model, on one thread."""
     from types import SimpleNamespace
 
     from crossrep.config import SimilarityConfig
@@ -190,9 +190,9 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
 def simulate(scenario, seed: int, strength: float = 1.0, corresponding: bool = True, measures=("svcca",),
              permutations: int = 4, jackknife: int = 10, plan=None):
     """One simulated model's similarity Dataset through the real reduction graph, and its token sharing."""
-    from crossrep import reduce
+    from crossrep import results
 
     plan = plan or cal_plan()
     store = MemoryStore(plan, scenario, seed, strength, corresponding)
-    ds = reduce.model_dataset(cal_job(measures, permutations, jackknife, seed), store, "sim")
+    ds = results.model_dataset(cal_job(measures, permutations, jackknife, seed), store, "sim")
     return ds, cal_sharing(plan, seed)

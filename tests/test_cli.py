@@ -9,7 +9,7 @@ from crossrep.cli import main
 from crossrep.config import load_job
 from crossrep.errors import StoreError
 from crossrep.plan import create_store, shards
-from crossrep.reduce import run as reduce_run
+from crossrep.results import write as reduce_run
 from crossrep.store import ActivationStore
 
 pytestmark = pytest.mark.e2e

@@ -3,6 +3,7 @@
 import pytest
 import yaml
 
+from crossrep.cli import check_job
 from crossrep.config import apply_override, load_job
 from crossrep.errors import ConfigError
 
@@ -143,7 +144,33 @@ def test_statistics_and_analysis_keys(make_job):
                               ("analysis.tsne.points={sonar: '2'}", r"analysis.tsne.points.sonar: no model"),
                               ("analysis.alhpa=0.1", r"analysis.alhpa: unknown key \(did you mean 'alpha'\?\)")):
         with pytest.raises(ConfigError, match=message):
-            load_job(make_job(), [override])
+            check_job(load_job(make_job(), [override]))
+
+
+def test_measures_in_the_job_are_objects_with_their_parameters(make_job):
+    from crossrep import measures
+
+    job = load_job(make_job(), ["similarity.measures=[svcca, {name: mknn, knn: 3}, cka]", "similarity.knn=7",
+                                "similarity.variance=0.8"])
+    assert [m.to_yaml() for m in job.similarity.measures] == ["svcca", {"name": "mknn", "knn": 3}, "cka"]
+    got = measures.resolve(job.similarity)
+    assert [m.settings() for m in got] == [
+        {"name": "svcca", "variance": 0.8, "epsilon": 1e-10, "variance_mode": "singular"},  # the job-wide key
+        {"name": "mknn", "knn": 3},  # the entry's own parameter wins over similarity.knn
+        {"name": "cka"}]
+    assert load_job(make_job(), ["similarity.measures=[{name: mknn}]", "similarity.knn=7"]).similarity.measures[0] \
+        .params == {}
+    for override, message in (
+            ("similarity.measures=[svcca, {name: mknn, k: 3}]",
+             r"similarity.measures\[1\].k: not a parameter of mknn \(its parameters: knn\)"),
+            ("similarity.measures=[svcca, {name: mknn, knn: 0}]",
+             r"similarity.measures\[1\]: knn: expected a whole number of neighbours >= 1, got 0"),
+            ("similarity.measures=[svcca, cca]", r"similarity.measures\[1\]: unknown measure 'cca' \(known: svcca"),
+            ("similarity.measures=[svcca, {knn: 3}]", r"similarity.measures\[1\]: expected a measure name or a "
+                                                      r"mapping with `name`"),
+            ("similarity.measures=[svcca, svcca]", r"similarity.measures: 'svcca' is listed twice")):
+        with pytest.raises(ConfigError, match=message):
+            check_job(load_job(make_job(), [override]))
 
 
 def test_bundled_model_jobs_name_real_hub_ids(monkeypatch, tmp_path):

@@ -17,7 +17,7 @@ LANGS = ["eng", "deu", "khm"]
 
 @pytest.fixture(scope="module")
 def similarity(tmp_path_factory, demo_root, tiny):
-    from crossrep.reduce import model_dataset
+    from crossrep.results import model_dataset
     from crossrep.store import ActivationStore
     from tiny_store import extracted_job
 

@@ -35,7 +35,7 @@ def _run(tmp, root, tiny, scenario, measures=("svcca",)):
     from crossrep.analysis import aggregate
     from crossrep.config import load_job
     from crossrep.plan import create_store
-    from crossrep import reduce
+    from crossrep import results
     from synthetic import plant
 
     spec = job_dict(tmp / "out", root, tiny, **{"data.languages": LANGS, "data.crossmodal_sentences": 32,
@@ -46,7 +46,7 @@ def _run(tmp, root, tiny, scenario, measures=("svcca",)):
     job = load_job(path)
     create_store(job, progress=False)
     plant(job.out, scenario)
-    reduce.run(job)
+    results.write(job)
     report = aggregate.run(job)
     record = json.loads((job.out / "findings.json").read_text())
     return record, report

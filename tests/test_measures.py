@@ -3,12 +3,30 @@
 import numpy as np
 import pytest
 
-from crossrep.measures import pair_matrix, prepare, random_baseline
+from crossrep import measures
 from reference_svcca import reference_pwcca, reference_svcca
 
 pytestmark = pytest.mark.unit
 
 SIM = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular", "knn": 5}
+
+
+def measure(name, sim=SIM):
+    """The measure with those of `sim`'s settings that are its parameters."""
+    params = measures.get(name).params()
+    return measures.get(name, **{k: v for k, v in sim.items() if k in params})
+
+
+def prepare(name, x, sim=SIM):
+    return measure(name, sim).prepare(x)
+
+
+def pair_matrix(name, reps_a, reps_b, pairs):
+    return measures.get(name).scores(reps_a, reps_a if reps_b is None else reps_b, pairs)
+
+
+def random_baseline(name, n, width_a, width_b, repeats, seed, sim=SIM):
+    return measure(name, sim).random_baseline(n, width_a, width_b, repeats, seed)
 
 
 def hsic_biased(k, l):
@@ -136,16 +154,14 @@ def test_pwcca_of_a_constant_representation_is_zero():
 @pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn"])
 def test_permuted_prepared_form_equals_preparing_the_permuted_rows(name):
     """The permutation null permutes prepared forms; that must equal preparing the shuffled activations."""
-    from crossrep import measures
-
     rng = np.random.default_rng(7)
     sim = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular", "knn": 4}
     x, y = rng.standard_normal((80, 12)), rng.standard_normal((80, 50))
     y[:, :6] += 2 * x[:, :6]
-    m = measures.get(name)
+    m = measure(name, sim)
     order = rng.permutation(80)
-    rx, ry = m.prepare(x, sim), m.prepare(y, sim)
-    direct = m.scores([rx], [m.prepare(y[order], sim)], [(0, 0)])[0, 0]
+    rx, ry = m.prepare(x), m.prepare(y)
+    direct = m.scores([rx], [m.prepare(y[order])], [(0, 0)])[0, 0]
     permuted = m.scores([rx], [m.permute(ry, order)], [(0, 0)])[0, 0]
     unshuffled = m.scores([rx], [ry], [(0, 0)])[0, 0]
     assert permuted == pytest.approx(direct, abs=1e-7)  # two SVDs of the same data, in other row orders
@@ -153,8 +169,21 @@ def test_permuted_prepared_form_equals_preparing_the_permuted_rows(name):
 
 
 def test_registry_names_every_measure_once():
-    from crossrep import measures
-
-    assert measures.MEASURES == ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
+    assert tuple(measures.REGISTRY)[:5] == ("svcca", "pwcca", "cka", "cka_debiased", "mknn")
     with pytest.raises(ValueError, match="unknown measure 'cca'.*svcca"):
         measures.get("cca")
+
+
+def test_measures_own_their_parameters_and_check_them():
+    assert measures.get("mknn", knn=3).settings() == {"name": "mknn", "knn": 3}
+    assert measures.get("svcca").params() == {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular"}
+    assert measures.get("cka").params() == {}
+    for name, params, message in (("mknn", {"knn": 0}, r"knn: expected a whole number of neighbours >= 1, got 0"),
+                                  ("svcca", {"variance": 1.5}, r"variance: expected a share in \(0, 1\], got 1.5"),
+                                  ("pwcca", {"variance_mode": "cubic"}, r"variance_mode: expected one of singular"),
+                                  ("cka", {"knn": 3}, r"knn: not a parameter of cka \(its parameters: none\)")):
+        with pytest.raises(ValueError, match=message):
+            measures.get(name, **params)
+    x = np.random.default_rng(0).standard_normal((12, 4))
+    with pytest.raises(ValueError, match="knn: 12 neighbours need more than 12 sentences, got 12"):
+        measures.get("mknn", knn=12).prepare(x)

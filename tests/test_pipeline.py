@@ -59,7 +59,7 @@ def test_outputs_exist_and_are_labelled(debug_run):
     text = ds.text.values
     assert np.isnan(text[:, range(4), range(4)]).all()
     assert np.allclose(text, np.swapaxes(text, 1, 2), equal_nan=True)
-    assert ds.attrs["variance"] == 0.9 and ds.attrs["crosslingual_sentences"] == 12
+    assert ds.attrs["measures"]["svcca"]["variance"] == 0.9 and ds.attrs["crosslingual_sentences"] == 12
     table = pd.read_csv(out / "similarity.csv")
     assert list(table.columns) == ["model", "model_b", "measure", "family", "point_a", "point_b", "lang_a", "lang_b",
                                    "score", "adjusted", "null_mean", "null_std", "p_value", "boot_low", "boot_high"]

@@ -8,7 +8,8 @@ from crossrep.config import load_job
 from crossrep.errors import StoreError
 from crossrep.plan import create_store
 from crossrep.extract import run_all
-from crossrep.reduce import array_backend, model_dataset, run as reduce_run
+from crossrep.reduce import array_backend
+from crossrep.results import model_dataset, write as reduce_run
 from crossrep.store import ActivationStore, ShardKey
 from reference_svcca import reference_svcca
 

@@ -330,7 +330,7 @@ def test_plain_sbatch_templates(cluster, reference, tmp_path, demo_root, tiny):
 
 
 def test_reduction_on_dask_workers_submitted_to_slurm(cluster, reference):
-    from crossrep.reduce import model_dataset
+    from crossrep.results import model_dataset
     from crossrep.store import ActivationStore
 
     job = load_job(reference / "job.yaml", ["similarity.scheduler=slurm", "similarity.workers=1",

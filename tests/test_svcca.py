@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crossrep.measures import random_baseline
+from crossrep import measures
 from crossrep.svcca import COMPLEMENT_TOLERANCE, pair_scores, prepare, reduced_basis, route, svcca, svcca_matrix
 from reference_svcca import reference_svcca
 
@@ -94,8 +94,9 @@ def test_matrix_equals_pairwise():
 
 def test_random_baseline_is_deterministic_and_below_related_data():
     sim = {"variance": 0.9, "epsilon": 1e-10, "variance_mode": "singular"}
-    a = random_baseline("svcca", 60, 16, 16, 3, seed=1, sim=sim)
-    assert np.array_equal(a, random_baseline("svcca", 60, 16, 16, 3, seed=1, sim=sim))
+    m = measures.get("svcca", **{k: sim[k] for k in ("variance", "epsilon", "variance_mode")})
+    a = m.random_baseline(60, 16, 16, 3, seed=1)
+    assert np.array_equal(a, m.random_baseline(60, 16, 16, 3, seed=1))
     rng = np.random.default_rng(2)
     x = rng.standard_normal((60, 16))
     assert svcca(x, x @ rng.standard_normal((16, 16)) + 0.1 * rng.standard_normal((60, 16))) > a.max()

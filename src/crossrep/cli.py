@@ -44,6 +44,8 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", nargs="?", default="demo", help="job YAML file or bundled job name (default: demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job key, value read as YAML (repeatable), e.g. extract.batch_size=1")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars (they are drawn only on a terminal anyway); one line per stage remains")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -168,6 +170,15 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(devnull, sys.stdout.fileno())
 
 
+def check_job(job) -> None:
+    """What the job's configuration cannot check by itself: the measures' parameters and the family names (their
+    registries live above the configuration), before any work starts."""
+    from . import families, measures
+
+    families.check(job.similarity)
+    measures.resolve(job.similarity)
+
+
 def _terminate(signum, frame):
     """SIGTERM (scancel, kill) stops like Ctrl-C: workers first, then this process."""
     raise KeyboardInterrupt
@@ -190,6 +201,11 @@ def _dispatch(args) -> int:
         overrides.append(f"executor.cluster={args.cluster}")
     job = load_job(args.job, overrides)
     args.out = job.out
+    check_job(job)
+    if args.quiet:
+        from . import progress
+
+        progress.QUIET = True
     if args.command in ("run", "resume"):
         from .launch import STAGES, launcher
 

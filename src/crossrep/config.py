@@ -59,8 +59,21 @@ class ExtractConfig:
 
 
 @dataclass(frozen=True)
+class MeasureSpec:
+    """One entry of `similarity.measures`: a measure's name and the parameters the entry sets (the rest come
+    from the section's keys of the same name, then the measure's defaults; see crossrep.measures.resolve)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    key: str = field(default="", compare=False)  # where it is in the YAML, e.g. similarity.measures[1]
+
+    def to_yaml(self) -> Any:
+        return {"name": self.name, **self.params} if self.params else self.name
+
+
+@dataclass(frozen=True)
 class SimilarityConfig:
-    measures: tuple[str, ...]  # svcca, pwcca, cka, cka_debiased, mknn (see crossrep.measures)
+    measures: tuple[MeasureSpec, ...]  # svcca, pwcca, cka, cka_debiased, mknn, ... (crossrep.measures)
     knn: int  # neighbours for mknn
     variance: float  # share of variance kept by the SVD step of SVCCA
     variance_mode: str  # "singular": sum of singular values (google/svcca's sum_threshold); "squared": of their squares
@@ -74,6 +87,10 @@ class SimilarityConfig:
     permutations: int  # K: permutation-null replicates per comparison (at least 2: the null's spread)
     bootstrap: int  # B: sentence-bootstrap replicates (0: none, else at least 2)
     jackknife: int  # G: sentence groups of the delete-a-group jackknife the findings' tests use (0: none, else >= 2)
+
+    @property
+    def measure_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.measures)
 
 
 @dataclass(frozen=True)
@@ -138,7 +155,8 @@ class Job:
                 for m in self.models
             ],
             "extract": vars(self.extract).copy(),
-            "similarity": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self.similarity).items()},
+            "similarity": {k: ([m.to_yaml() for m in v] if k == "measures" else list(v) if isinstance(v, tuple)
+                               else v) for k, v in vars(self.similarity).items()},
             "executor": vars(self.executor).copy(),
             "analysis": {"alpha": self.analysis.alpha, "language_bootstrap": self.analysis.language_bootstrap,
                          "seed": self.analysis.seed, "tsne": {**vars(self.analysis.tsne),
@@ -172,12 +190,33 @@ def load_job(spec: str | Path | None = None, overrides: list[str] | tuple[str, .
     raw = parse_yaml(text, where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a job spec is a mapping with keys {', '.join(_TOP)}")
+    folder = output_folder(spec)
+    if folder is not None:  # an output folder's job: its `out` is the folder, wherever the run was copied or moved
+        from .store import located, portable
+
+        old = raw.get("out")
+        raw["out"] = str(folder)
+        if isinstance(old, str) and os.path.isabs(old):  # paths inside the old `out` (data, checkpoints) move too
+            for node, key in [(raw.get("data"), "root")] + [(m, "checkpoint") for m in raw.get("models") or []]:
+                if isinstance(node, dict) and key in node:
+                    node[key] = located(portable(node[key], Path(old)), folder)
     for item in overrides:
         apply_override(raw, item)
     try:
         return parse_job(raw, source=where)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def output_folder(spec: str | Path | None) -> Path | None:
+    """The output folder a job spec names (a folder with job.yaml beside activations.zarr, or that job.yaml)."""
+    if spec is None:
+        return None
+    path = Path(str(spec))
+    job = path / "job.yaml" if path.is_dir() else path
+    if job.name == "job.yaml" and job.is_file() and (job.parent / "activations.zarr").exists():
+        return job.parent.resolve()
+    return None
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -341,16 +380,8 @@ def parse_job(raw: dict, source: str = "") -> Job:
     e.done()
 
     s = Section(top.get("similarity", None), "similarity", required=False)
-    raw_measures = s.get("measures", ["svcca"])
-    raw_measures = [raw_measures] if isinstance(raw_measures, str) else raw_measures
-    from .measures import MEASURES as known
-
-    if not isinstance(raw_measures, list) or not raw_measures or any(m not in known for m in raw_measures) \
-            or len(set(raw_measures)) != len(raw_measures):
-        raise ConfigError(f"similarity.measures: expected a list of distinct measures from {', '.join(known)}, "
-                          f"got {raw_measures!r}")
     similarity = SimilarityConfig(
-        measures=tuple(raw_measures),
+        measures=_measures(s),
         knn=s.int("knn", 10, minimum=1),
         variance=s.float("variance", 0.9, low=1e-6, high=1.0),
         variance_mode=s.choice("variance_mode", ("singular", "squared"), "singular"),
@@ -400,18 +431,42 @@ DEFAULT_BOOTSTRAP = 0
 DEFAULT_JACKKNIFE = 10
 
 
-def _families(s: Section) -> tuple[str, ...]:
-    from .families import DEFAULT, FAMILIES
+def _measures(s: Section) -> tuple[MeasureSpec, ...]:
+    """The entries of `similarity.measures`: names, or mappings {name: ..., parameter: value}. Which names and
+    parameters exist is the measures' own business (crossrep.measures.resolve checks them, quoting these keys)."""
+    raw = s.get("measures", ["svcca"])
+    raw = [raw] if isinstance(raw, (str, dict)) else raw
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{s.key('measures')}: expected a list of measures (names, or mappings with a name and "
+                          f"parameters, e.g. [svcca, {{name: mknn, knn: 10}}]), got {raw!r}")
+    specs = []
+    for i, entry in enumerate(raw):
+        key = f"{s.key('measures')}[{i}]"
+        if isinstance(entry, dict):
+            params = {str(k): v for k, v in entry.items() if k != "name"}
+            name = entry.get("name")
+            bad = [k for k, v in params.items() if not isinstance(v, (str, int, float, bool))]
+            if bad:
+                raise ConfigError(f"{key}.{bad[0]}: expected a number, string or boolean, got {params[bad[0]]!r}")
+        else:
+            name, params = entry, {}
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}: expected a measure name or a mapping with `name`, got {entry!r}")
+        specs.append(MeasureSpec(name, params, key))
+    names = [m.name for m in specs]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise ConfigError(f"{s.key('measures')}: {dup!r} is listed twice (each measure is one coordinate of the "
+                          f"results; compare other parameters in another job)")
+    return tuple(specs)
 
-    raw = s.get("families", list(DEFAULT))
+
+def _families(s: Section) -> tuple[str, ...]:
+    """The names in `similarity.families` (crossrep.families.check says which exist and which are required)."""
+    raw = s.get("families", ["crossmodal", "text", "speech", "text_speech"])
     raw = [raw] if isinstance(raw, str) else raw
-    if not isinstance(raw, list) or not raw or any(f not in FAMILIES for f in raw) or len(set(raw)) != len(raw):
-        raise ConfigError(f"{s.key('families')}: expected a list of distinct families from {', '.join(FAMILIES)}, "
-                          f"got {raw!r}")
-    missing = [f for f in DEFAULT if f not in raw]
-    if missing:
-        raise ConfigError(f"{s.key('families')}: the study's families {', '.join(DEFAULT)} are always computed "
-                          f"(the figures and findings need them); {', '.join(missing)} missing from {raw!r}")
+    if not isinstance(raw, list) or not raw or any(not isinstance(f, str) for f in raw) or len(set(raw)) != len(raw):
+        raise ConfigError(f"{s.key('families')}: expected a list of distinct family names, got {raw!r}")
     return tuple(raw)
 
 

@@ -12,13 +12,15 @@ language vs speech of another, M ids). Optional: `crosslayer` (every point again
 and language: text-text, speech-speech, text-speech, on the N ids) and `crossmodel` (the same modality, language
 and sentences in two models of the job, every point against every point).
 
-This module imports no array or store code: the configuration reads its names.
+This module imports no array or store code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from .errors import ConfigError
 
 DEFAULT = ("crossmodal", "text", "speech", "text_speech")
 
@@ -102,6 +104,18 @@ def register(name: str, description: str):
         return fn
 
     return wrap
+
+
+def check(similarity) -> None:
+    """Refuse unknown family names in a job's `similarity.families`, and a list without the study's families."""
+    raw = list(similarity.families)
+    if any(f not in FAMILIES for f in raw):
+        raise ConfigError(f"similarity.families: expected a list of distinct families from {', '.join(FAMILIES)}, "
+                          f"got {raw!r}")
+    missing = [f for f in DEFAULT if f not in raw]
+    if missing:
+        raise ConfigError(f"similarity.families: the study's families {', '.join(DEFAULT)} are always computed "
+                          f"(the figures and findings need them); {', '.join(missing)} missing from {raw!r}")
 
 
 def layouts(names: tuple[str, ...], ctx: Context) -> list[Layout]:

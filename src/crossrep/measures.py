@@ -17,30 +17,51 @@ pairs are scored from the prepared forms.
 Gram-based measures prepare a unit vector per representation (its flattened, centred Gram matrix or kNN
 indicator), so a whole family of pairs is one matrix product.
 
-Each measure is one `Measure` class in the `REGISTRY`: `prepare` a representation once, `permute` a prepared
-form to the one of the same sentences in another order (the permutation null, without preparing again: for
-SVCCA and PWCCA a row permutation of the activations only permutes the rows of the left singular vectors; for
-the Gram-based measures it permutes the Gram matrix's rows and columns), `scores` many pairs at once.
+Each measure is one `Measure` class, a frozen dataclass whose fields are its parameters (netrep's style:
+`get("mknn", knn=5)`), registered by name with `@register`: adding a measure is adding one class. A measure
+can `prepare` a representation once, `permute` a prepared form to the one of the same sentences in another
+order (the permutation null, without preparing again: for SVCCA and PWCCA a row permutation of the activations
+only permutes the rows of the left singular vectors; for the Gram-based measures it permutes the Gram matrix's
+rows and columns), and score many pairs at once. What a reduction records of a measure is its `settings()`,
+so a changed parameter always makes stored results stale.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
 from . import svcca
+from .errors import ConfigError
 from .svcca import Basis, array_module, pair_scores, reduce_svd
 
 
+@dataclass(frozen=True)
 class Measure(ABC):
-    """One similarity measure: prepare each representation once, then score any number of pairs."""
+    """One similarity measure with its parameters (the dataclass fields): prepare each representation once,
+    then score any number of pairs."""
 
-    name: str
+    name: ClassVar[str]
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError naming the parameter when one is out of range."""
+
+    def params(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def settings(self) -> dict:
+        """What results computed with this measure record of it: its name and every parameter."""
+        return {"name": self.name, **self.params()}
 
     @abstractmethod
-    def prepare(self, x, sim: dict):
-        """The prepared form of one (sentences x features) representation; `sim` holds the job's similarity keys."""
+    def prepare(self, x):
+        """The prepared form of one (sentences x features) representation."""
 
     @abstractmethod
     def permute(self, rep, order: np.ndarray):
@@ -56,27 +77,73 @@ class Measure(ABC):
         """Scores for `pairs` (i into reps_a, j into reps_b) in a (len(reps_a), len(reps_b)) array, NaN elsewhere."""
 
 
-REGISTRY: dict[str, Measure] = {}
+    def score(self, x, y) -> float:
+        """The measure of one pair of (sentences x features) arrays."""
+        return float(self.scores([self.prepare(x)], [self.prepare(y)], [(0, 0)])[0, 0])
+
+    def random_baseline(self, n: int, width_a: int, width_b: int, repeats: int, seed: int) -> np.ndarray:
+        """The measure on independent standard-normal arrays of the compared sizes, `repeats` times."""
+        rng = np.random.default_rng(seed)
+        return np.array([self.score(rng.standard_normal((n, width_a)), rng.standard_normal((n, width_b)))
+                         for _ in range(repeats)])
 
 
-def register(cls):
-    REGISTRY[cls.name] = cls()
+REGISTRY: dict[str, type[Measure]] = {}
+
+
+def register(cls: type[Measure]) -> type[Measure]:
+    """Class decorator: make a measure known by its `name` (to jobs, `compare` and `--help`)."""
+    REGISTRY[cls.name] = cls
     return cls
 
 
-def get(name: str) -> Measure:
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown measure {name!r} (known: {', '.join(REGISTRY)})") from None
+def get(name: str, **params) -> Measure:
+    """The measure `name` with `params` (its other parameters at their defaults)."""
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown measure {name!r} (known: {', '.join(REGISTRY)})")
+    known = [f.name for f in fields(cls)]
+    unknown = [k for k in params if k not in known]
+    if unknown:
+        raise ValueError(f"{unknown[0]}: not a parameter of {name} (its parameters: {', '.join(known) or 'none'})")
+    return cls(**params)
+
+
+def resolve(similarity) -> tuple[Measure, ...]:
+    """The measure objects of a job's `similarity` section: each spec's own parameters, the others from the
+    section's job-wide keys of the same name (`similarity.knn`, `variance`, ...); errors quote the key."""
+    out = []
+    for spec in similarity.measures:
+        cls = REGISTRY.get(spec.name)
+        if cls is None:
+            raise ConfigError(f"{spec.key}: unknown measure {spec.name!r} (known: {', '.join(REGISTRY)})")
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in spec.params if k not in names]
+        if unknown:
+            raise ConfigError(f"{spec.key}.{unknown[0]}: not a parameter of {spec.name} "
+                              f"(its parameters: {', '.join(names) or 'none'})")
+        params = {k: getattr(similarity, k) for k in names if hasattr(similarity, k)} | spec.params
+        try:
+            out.append(cls(**params))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{spec.key}: {exc}") from None
+    return tuple(out)
 
 
 @register
+@dataclass(frozen=True)
 class SVCCA(Measure):
+    variance: float = 0.9  # share of the variance the SVD step keeps
+    epsilon: float = 1e-10  # google/svcca's regularisation
+    variance_mode: str = "singular"  # what the share sums: singular values or their squares
+
     name = "svcca"
 
-    def prepare(self, x, sim):
-        return svcca.prepare(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
+    def check(self):
+        _check_svd(self)
+
+    def prepare(self, x):
+        return svcca.prepare(x, self.variance, self.epsilon, self.variance_mode)
 
     def permute(self, rep: Basis, order):
         order = array_module(rep.vectors).asarray(order)
@@ -90,12 +157,29 @@ class SVCCA(Measure):
         return pair_scores(reps_a, reps_b, pairs=pairs)
 
 
+def _check_svd(m) -> None:
+    if not 0 < m.variance <= 1:
+        raise ValueError(f"variance: expected a share in (0, 1], got {m.variance!r}")
+    if not 0 <= m.epsilon <= 1:
+        raise ValueError(f"epsilon: expected a number in [0, 1], got {m.epsilon!r}")
+    if m.variance_mode not in svcca.MODES:
+        raise ValueError(f"variance_mode: expected one of {', '.join(svcca.MODES)}, got {m.variance_mode!r}")
+
+
 @register
+@dataclass(frozen=True)
 class PWCCA(Measure):
+    variance: float = 0.9
+    epsilon: float = 1e-10
+    variance_mode: str = "singular"
+
     name = "pwcca"
 
-    def prepare(self, x, sim):
-        return reduce_svd(x, sim["variance"], sim["epsilon"], sim["variance_mode"])
+    def check(self):
+        _check_svd(self)
+
+    def prepare(self, x):
+        return reduce_svd(x, self.variance, self.epsilon, self.variance_mode)
 
     def permute(self, rep, order):
         return rep[0][array_module(rep[0]).asarray(order)], rep[1]
@@ -107,18 +191,19 @@ class PWCCA(Measure):
         return pwcca_scores(reps_a, reps_b, pairs)
 
 
+@dataclass(frozen=True)
 class GramMeasure(Measure):
     """A measure that is the inner product of two prepared unit vectors, each a flattened n x n matrix."""
 
-    def prepare(self, x, sim):
+    def prepare(self, x):
         xp = array_module(x)
         x = xp.asarray(x, dtype=xp.float64)
         if not bool(xp.isfinite(x).all()):
             raise ValueError("activations contain NaN or infinity")
-        return self.matrix(x, sim)
+        return self.matrix(x)
 
     @abstractmethod
-    def matrix(self, x, sim: dict):
+    def matrix(self, x):
         """The flattened unit vector standing for `x` (finite float64)."""
 
     def permute(self, rep, order):
@@ -155,33 +240,42 @@ def _unit(gram):
 
 
 @register
+@dataclass(frozen=True)
 class CKA(GramMeasure):
     name = "cka"
 
-    def matrix(self, x, sim):
+    def matrix(self, x):
         x = x - x.mean(axis=0, keepdims=True)
         return _unit(x @ x.T)
 
 
 @register
+@dataclass(frozen=True)
 class DebiasedCKA(GramMeasure):
     name = "cka_debiased"
 
-    def matrix(self, x, sim):
+    def matrix(self, x):
         x = x - x.mean(axis=0, keepdims=True)
         return _unit(u_centre(x @ x.T))
 
 
 @register
+@dataclass(frozen=True)
 class MutualKNN(GramMeasure):
+    knn: int = 10  # neighbours per sentence
+
     name = "mknn"
 
-    def matrix(self, x, sim):
+    def check(self):
+        if not isinstance(self.knn, int) or self.knn < 1:
+            raise ValueError(f"knn: expected a whole number of neighbours >= 1, got {self.knn!r}")
+
+    def matrix(self, x):
         xp = array_module(x)
         n = x.shape[0]
-        k = int(sim.get("knn", 10))
-        if not 1 <= k < n:
-            raise ValueError(f"similarity.knn must be between 1 and {n - 1} sentences, got {k}")
+        k = self.knn
+        if k >= n:
+            raise ValueError(f"knn: {k} neighbours need more than {k} sentences, got {n}")
         norms = xp.linalg.norm(x, axis=1, keepdims=True)
         z = x / xp.where(norms == 0, 1.0, norms)
         sims = z @ z.T
@@ -190,19 +284,6 @@ class MutualKNN(GramMeasure):
         vec = xp.zeros((n, n))
         vec[xp.arange(n)[:, None], order] = 1.0
         return vec.ravel() / np.sqrt(n * k)
-
-
-MEASURES = tuple(REGISTRY)
-
-
-def prepare(name: str, x, sim: dict):
-    """The prepared form of one (sentences x features) representation for measure `name`."""
-    return get(name).prepare(x, sim)
-
-
-def pair_matrix(name: str, reps_a: list, reps_b: list | None, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Scores for `pairs` (NaN elsewhere); `reps_b` None means pairs within `reps_a`."""
-    return get(name).scores(reps_a, reps_a if reps_b is None else reps_b, pairs)
 
 
 def u_centre(gram):
@@ -252,14 +333,3 @@ def pwcca_scores(reps_a: list, reps_b: list, pairs: list[tuple[int, int]], batch
             alpha = (sx * c) @ xp.abs(u) / xp.sqrt((c * c) @ (u * u))
             out[i, j] = float((alpha * rho).sum() / alpha.sum())
     return out
-
-
-def random_baseline(name: str, n: int, width_a: int, width_b: int, repeats: int, seed: int, sim: dict) -> np.ndarray:
-    """The measure on independent standard-normal arrays of the compared sizes, `repeats` times."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(repeats):
-        a = prepare(name, rng.standard_normal((n, width_a)), sim)
-        b = prepare(name, rng.standard_normal((n, width_b)), sim)
-        out.append(pair_matrix(name, [a], [b], [(0, 0)])[0, 0])
-    return np.array(out)

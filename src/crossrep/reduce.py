@@ -1,39 +1,32 @@
-"""The reduction stage: every comparison family of every measure, in parallel with Dask, into similarity.zarr.
+"""The reduction: every comparison family of every measure as one Dask task graph, run on the job's scheduler.
 
-The families (crossrep.families) say which representations are compared; each block of a family becomes Dask
-tasks: each representation is read and prepared once per measure (and once per sentence-bootstrap replicate),
-pairs are scored in chunks. Beside each score: the random-vector baseline of the block's sizes, a permutation
-null (the measure with one side's sentence order shuffled, `similarity.permutations` times, from the prepared
-forms), the chance-adjusted score (score - null mean) / (1 - null mean), an add-one p-value, and
-`similarity.bootstrap` sentence-bootstrap replicates (one resample of sentence positions per replicate, used
-on both sides of every pair of every family). Means over languages get percentile intervals from the sentence
-bootstrap and from a bootstrap over languages. Results go to `<out>/similarity.zarr` (one xarray Dataset per
-model group) and the tables `<out>/similarity.csv`, `<out>/baseline.csv`.
+The families (crossrep.families) say which representations are compared; each block of a family becomes tasks:
+each shard point is read once, each representation prepared once per measure (and once per sentence-bootstrap
+or jackknife resample), pairs scored in chunks. Beside each score: the random-vector baseline of the block's
+sizes, a permutation null (the measure with one side's sentence order shuffled, `similarity.permutations`
+times, from the prepared forms), `similarity.bootstrap` sentence-bootstrap replicates (one resample of
+sentence positions per replicate, used on both sides of every pair of every family) and, for the families the
+findings test, the `similarity.jackknife` delete-a-group replicates. This module only computes: the numbers
+come back as a `Reduced` per model, which crossrep.results names, stores and tabulates.
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import xarray as xr
-import zarr
 from threadpoolctl import ThreadpoolController
 
 from . import families, measures, stats
-from . import languages as langs
 from .config import Job
 from .errors import StoreError
 from .families import Layout
+from .measures import Measure
 from .plan import shards as all_shards
-from .store import ActivationStore, ShardKey, id_rows
-
-FILENAME = "similarity.zarr"
-LEVEL = 0.95  # the intervals' coverage
+from .store import ActivationStore, ModelPlan, ShardKey, id_rows
 
 
 def check_complete(job: Job, store: ActivationStore) -> None:
@@ -72,7 +65,7 @@ def shard_point(source, model: str, modality: str, lang: str, point: str) -> tup
     return store.ids(key), store.read(key, point)
 
 
-def prepared(stored: tuple, sim: dict, measure: str, rep: list, ids: np.ndarray, resample: tuple | None):
+def prepared(stored: tuple, sim: dict, measure: Measure, rep: list, ids: np.ndarray, resample: tuple | None):
     """One Dask task: a representation (the rows of `ids` of a stored shard point) prepared for a measure (for
     SVCCA its reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
     resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife. BLAS runs one thread
@@ -87,7 +80,7 @@ def prepared(stored: tuple, sim: dict, measure: str, rep: list, ids: np.ndarray,
             x = x[stats.resample(sim["seed"], len(ids), k) if kind == "boot"
                   else stats.jackknife_kept(sim["seed"], len(ids), sim["jackknife"], k)]
         try:
-            return measures.get(measure).prepare(xp.asarray(x), sim)
+            return measure.prepare(xp.asarray(x))
         except ValueError as exc:
             raise StoreError(f"{model}/{modality}/{lang} point {point}: {exc}") from None
 
@@ -110,13 +103,13 @@ def _open(out: str) -> ActivationStore:
     return ActivationStore(Path(out))
 
 
-def scores(sim: dict, measure: str, name: str, reps_a: list, reps_b: list | None, pairs: np.ndarray,
+def scores(sim: dict, measure: Measure, name: str, reps_a: list, reps_b: list | None, pairs: np.ndarray,
            permutations: int) -> np.ndarray:
     """One Dask task: a measure for a chunk of pairs, and its permutation null: (1 + K, len(a), len(b)), NaN
     outside `pairs`; [0] the scores, [1 + k] each pair (i, j) with the b side's sentences in the k-th order of
     its own cell (`name` names the block), so that the chance level's estimation noise is independent across
     cells and averages out over the languages of a mean, instead of shifting every cell of a block alike."""
-    m = measures.get(measure)
+    m = measure
     reps_b = reps_a if reps_b is None else reps_b
     pairs = [(int(i), int(j)) for i, j in pairs]  # an array in the graph: Dask does not walk it tuple by tuple
     with one_thread():
@@ -150,10 +143,10 @@ def assemble(parts: list[np.ndarray], within: bool, diagonal: bool) -> np.ndarra
     return out
 
 
-def baseline(sim: dict, measure: str, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
+def baseline(sim: dict, measure: Measure, key: str, n: int, width_a: int, width_b: int) -> np.ndarray:
     seed = zlib.crc32(f"{sim['seed']}/{key}".encode())
     with one_thread():
-        return measures.random_baseline(measure, n, width_a, width_b, sim["baseline_repeats"], seed, sim)
+        return measure.random_baseline(n, width_a, width_b, sim["baseline_repeats"], seed)
 
 
 PAIRS_PER_TASK = 128  # a block's pairs are split into tasks of this size, for load balance
@@ -169,7 +162,8 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
     scores with their null, the bootstrap replicates and the baseline. Plain tasks, not `dask.delayed`: delayed
     calls hash and walk every argument and merge graphs call by call, which cost more than the arithmetic."""
     sim = ("similarity",)
-    dsk: dict = {sim: vars(job.similarity)}
+    dsk: dict = {sim: {k: v for k, v in vars(job.similarity).items() if k != "measures"}}
+    objects = dict(zip(job.similarity.measure_names, measures.resolve(job.similarity)))
 
     def reps(measure, block_reps, resample):
         if block_reps is None:
@@ -183,7 +177,7 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
                 stored = ("stored", rep.model, rep.modality, rep.lang, rep.point)
                 if stored not in dsk:
                     dsk[stored] = (shard_point, source, rep.model, rep.modality, rep.lang, rep.point)
-                dsk[key] = (prepared, stored, sim, measure, [rep.model, rep.modality, rep.point, rep.lang], ids,
+                dsk[key] = (prepared, stored, sim, objects[measure], [rep.model, rep.modality, rep.point, rep.lang], ids,
                             resample)
             keys.append(key)
         return keys
@@ -193,14 +187,14 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
         parts = []
         for c in range(0, len(block.pairs), PAIRS_PER_TASK):
             key = ("scores", measure, name, _tag(resample), c)
-            dsk[key] = (scores, sim, measure, name, a, b, np.array(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
+            dsk[key] = (scores, sim, objects[measure], name, a, b, np.array(block.pairs[c:c + PAIRS_PER_TASK]), permutations)
             parts.append(key)
         key = ("block", measure, name, _tag(resample))
         dsk[key] = (assemble, parts, block.b is None, block.diagonal)
         return key
 
     graph = {}
-    for me in job.similarity.measures:
+    for me in job.similarity.measure_names:
         for lay in lays:
             entry = {"main": [block_tasks(me, f"{lay.name}/{i}", blk, None, job.similarity.permutations)
                               for i, blk in enumerate(lay.blocks)],
@@ -213,7 +207,7 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
                 for i, blk in enumerate(lay.blocks):
                     other = (blk.b or blk.a)[0]
                     key = ("baseline", me, lay.name, i)
-                    dsk[key] = (baseline, sim, me, f"{blk.a[0].model}/{lay.name}/{i}", blk.sentences,
+                    dsk[key] = (baseline, sim, objects[me], f"{blk.a[0].model}/{lay.name}/{i}", blk.sentences,
                                 widths[blk.a[0].model, blk.a[0].modality, blk.a[0].point],
                                 widths[other.model, other.modality, other.point])
                     entry["baseline"].append(key)
@@ -221,10 +215,22 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
     return dsk, graph
 
 
-def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
-    """One model's similarity families for every measure of the job, computed as a Dask graph, as a Dataset.
-    `store`: the activation store, or activations in memory with its `model` and `read` (the calibration bench
-    runs this graph on simulated activations without writing a store per simulation)."""
+@dataclass(frozen=True)
+class Reduced:
+    """One model's numbers, per layout (Dataset variable), before crossrep.results names and stores them. Each
+    array of `arrays[layout]` has the measures first: `score` (measure, *dims), `null` (measure, *dims, K),
+    and where computed `boot` (measure, B, *dims), `jack` (measure, G, *dims), `baseline` (measure, blocks,
+    repeat)."""
+
+    plan: ModelPlan
+    layouts: tuple[Layout, ...]
+    arrays: dict[str, dict[str, np.ndarray]]
+
+
+def model_arrays(job: Job, store, model: str) -> Reduced:
+    """One model's similarity families for every measure of the job, computed as a Dask graph. `store`: the
+    activation store, or activations in memory with its `model`, `ids` and `read` (the calibration bench runs
+    this graph on simulated activations without writing a store per simulation)."""
     _open.cache_clear()  # a store opened by an earlier reduction in this process may have been remade since
     names = [m.name for m in job.models]
     plan = store.model(model)
@@ -233,92 +239,28 @@ def model_dataset(job: Job, store: ActivationStore, model: str) -> xr.Dataset:
     widths = {(p.name, mod, pt.name): pt.width for p in (plan,) + later for mod, pts in p.points.items()
               for pt in pts}
     source = str(job.out) if isinstance(store, ActivationStore) else store
-    results = compute(*_tasks(job, lays, widths, source), job)
-    measures_ = list(job.similarity.measures)
-    k, b = job.similarity.permutations, job.similarity.bootstrap
-    data, coords = {}, {"measure": _str(measures_)}
+    results = compute(*_tasks(job, lays, widths, source), job, f"reduce {model}")
+    names_ = job.similarity.measure_names
+    arrays = {}
     for lay in lays:
-        main = np.stack([np.stack([np.asarray(x) for x in results[me, lay.name]["main"]]) for me in measures_])
+        main = np.stack([np.stack([np.asarray(x) for x in results[me, lay.name]["main"]]) for me in names_])
         main = np.moveaxis(main, 2, 1)  # (measure, 1 + K, blocks, ...)
-        score, null = main[:, 0], np.moveaxis(main[:, 1:], 1, -1)  # null: (measure, blocks, ..., K)
-        dims = ("measure",) + lay.dims
-        with np.errstate(all="ignore"):
-            mu = null.mean(axis=-1)
-            data[lay.name] = (dims, score)
-            data[f"{lay.name}_null_mean"] = (dims, mu)
-            data[f"{lay.name}_null_std"] = (dims, null.std(axis=-1, ddof=1))  # K >= 2 (config)
-            data[f"{lay.name}_p"] = (dims, np.where(np.isfinite(score), stats.add_one_p(null, score, axis=-1),
-                                                    np.nan))
-            data[f"{lay.name}_adjusted"] = (dims, (score - mu) / (1.0 - mu))
-        for kind, count, dim in (("boot", b, "boot"), ("jack", job.similarity.jackknife if lay.resampled else 0,
-                                                         "group")):
+        out = {"score": main[:, 0], "null": np.moveaxis(main[:, 1:], 1, -1)}
+        for kind, count in (("boot", job.similarity.bootstrap),
+                            ("jack", job.similarity.jackknife if lay.resampled else 0)):
             if count:
                 reps = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name][kind]])
-                                 for me in measures_])  # (measure, blocks, count, ...)
-                data[f"{lay.name}_{kind}"] = (("measure", dim) + lay.dims, np.moveaxis(reps, 2, 1))
+                                 for me in names_])  # (measure, blocks, count, ...)
+                out[kind] = np.moveaxis(reps, 2, 1)
         if lay.baseline:
-            base = np.stack([np.stack(results[me, lay.name]["baseline"]) for me in measures_])
-            data[f"{lay.name}_baseline"] = (("measure", lay.dims[0], "repeat"), base)
-        for name, value in lay.coords.items():
-            coords[name] = (value[0], _values(value[1])) if isinstance(value, tuple) else _values(value)
-    coords["repeat"] = np.arange(job.similarity.baseline_repeats)
-    if b:
-        coords["boot"] = np.arange(b)
-    if job.similarity.jackknife:
-        coords["group"] = np.arange(job.similarity.jackknife)
-    coords["bound"] = _str(["low", "high"])
-    lang_info = {code: langs.get(code) for code in plan.languages}
-    coords["lang"] = _str(plan.languages)
-    coords["level"] = ("lang", _str([lang_info[c].level for c in plan.languages]))
-    coords["family"] = ("lang", _str([lang_info[c].family for c in plan.languages]))
-    ds = xr.Dataset(data, coords=coords)
-    _add_means(ds, lays, job)
-    ds.attrs.update({
-        "model": model, "adapter": plan.adapter, "checkpoint": plan.checkpoint, "options": plan.options,
-        "variance": job.similarity.variance, "variance_mode": job.similarity.variance_mode,
-        "epsilon": job.similarity.epsilon, "knn": job.similarity.knn,
-        "permutations": k, "bootstrap": b, "jackknife": job.similarity.jackknife,
-        "language_bootstrap": job.analysis.language_bootstrap,
-        "crosslingual_sentences": len(plan.crosslingual_ids),
-        "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
-        "layouts": {lay.name: {"family": lay.family, "dims": list(lay.dims), "language_dims": list(lay.language_dims),
-                               "columns": lay.columns, "symmetric": lay.symmetric, "model_b": lay.model_b,
-                               "description": lay.description} for lay in lays},
-        "description": "per variable V: V the score; V_null_mean, V_null_std, V_p the permutation null and the "
-                       "add-one p-value; V_adjusted (V - null mean) / (1 - null mean); V_boot sentence-bootstrap "
-                       "replicates; V_jack the scores without each sentence group (delete-a-group jackknife); "
-                       "V_baseline the measure on random normal arrays of the block's sizes; V_mean "
-                       "the mean over languages with V_ci_sentences and V_ci_languages (95 % percentile "
-                       "intervals); see the attribute `layouts`",
-    })
-    return ds
+            out["baseline"] = np.stack([np.stack(results[me, lay.name]["baseline"]) for me in names_])
+        arrays[lay.name] = out
+    return Reduced(plan, tuple(lays), arrays)
 
 
-def _add_means(ds: xr.Dataset, lays: list[Layout], job: Job) -> None:
-    """V_mean over each variable's language dims, with sentence- and language-bootstrap intervals."""
-    count, seed = job.analysis.language_bootstrap, job.analysis.seed
-    for lay in lays:
-        v = ds[lay.name]
-        mean = v.mean(lay.language_dims, skipna=True)
-        ds[f"{lay.name}_mean"] = mean
-        keep = [d for d in v.dims if d not in lay.language_dims]
-        if f"{lay.name}_boot" in ds:
-            boots = ds[f"{lay.name}_boot"].mean(lay.language_dims, skipna=True).transpose("boot", *keep).values
-            ds[f"{lay.name}_ci_sentences"] = (tuple(keep) + ("bound",), stats.interval(boots, LEVEL))
-        values = v.transpose(*keep, *lay.language_dims).values
-        draws = stats.language_indices(v.sizes[lay.language_dims[0]], count, seed, lay.name)
-        reps = stats.resampled_means(values, len(lay.language_dims) == 2, draws)
-        ds[f"{lay.name}_ci_languages"] = (tuple(keep) + ("bound",), stats.interval(reps, LEVEL))
-
-
-def _values(values) -> np.ndarray:
-    values = list(values)
-    return _str(values) if values and isinstance(values[0], str) else np.asarray(values)
-
-
-def compute(dsk: dict, keys, job: Job):
-    """Run a task graph on the scheduler the job names, with a progress display: `keys` (nested lists and dicts
-    of keys) with each key replaced by its result."""
+def compute(dsk: dict, keys, job: Job, label: str = "reduce"):
+    """Run a task graph on the scheduler the job names, with a progress bar labelled `label`: `keys` (nested
+    lists and dicts of keys) with each key replaced by its result."""
     from .scheduler import scheduler
 
     leaves: list = []
@@ -342,124 +284,4 @@ def compute(dsk: dict, keys, job: Job):
 
     collect(keys)
     with scheduler(job) as run:
-        return fill(keys, dict(zip(leaves, run(dsk, leaves))))
-
-
-def _str(values) -> np.ndarray:
-    """Strings as Zarr v3's variable-length UTF-8 (fixed-width numpy strings have no v3 specification)."""
-    return np.array(list(values), dtype=object)
-
-
-def run(job: Job) -> Path:
-    """Reduce a complete activation store into `<out>/similarity.zarr` and the CSV tables, after checking that
-    the job describes the store and that every chunk verifies."""
-    from .plan import open_checked
-
-    store = open_checked(job)
-    check_complete(job, store)
-    damaged = store.verify()
-    if damaged:
-        ActivationStore(job.out, mode="r+").forget(damaged)
-        listed = "\n  ".join(str(d) for d in damaged[:20])
-        more = f"\n  ... and {len(damaged) - 20} more" if len(damaged) > 20 else ""
-        raise StoreError(f"{store.path}: {len(damaged)} damaged chunks, now marked for recomputation:\n  {listed}"
-                         f"{more}\nrun `crossrep run` (or `resume`) with the same job to recompute exactly those")
-    datasets = {m.name: model_dataset(job, store, m.name) for m in job.models}
-    target = job.out / FILENAME
-    tmp = job.out / (FILENAME + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for name, ds in datasets.items():
-        ds.to_zarr(tmp, group=name, mode="w", zarr_format=3, consolidated=False)
-    settings = zarr.open_group(str(tmp), mode="r+", zarr_format=3)
-    settings.attrs["crossrep"] = {"similarity": similarity_settings(job), "models": [m.name for m in job.models]}
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    write_tables(datasets, job.out)
-    return target
-
-
-def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
-    """similarity.csv (one row per score: score, chance-adjusted score, null, p-value, bootstrap interval),
-    means.csv (means over languages with both intervals) and baseline.csv (the random baselines), every column
-    taken from the variables' layouts."""
-    rows, means, base = [], [], []
-    for model, ds in datasets.items():
-        for name, info in ds.attrs["layouts"].items():
-            rows.append(_score_rows(ds, model, name, info))
-            means.append(_mean_rows(ds, model, name))
-            if f"{name}_baseline" in ds:
-                b = ds[f"{name}_baseline"]
-                frame = xr.Dataset({"mean": b.mean("repeat"), "std": b.std("repeat", ddof=1 if b.sizes["repeat"] > 1
-                                                                               else 0)}).to_dataframe()
-                frame = frame.reset_index().rename(columns={b.dims[1]: "point"})
-                base.append(frame.assign(model=model, family=name)[["model", "measure", "family", "point", "mean",
-                                                                     "std"]])
-    pd.concat(rows).to_csv(out / "similarity.csv", index=False, float_format="%.8f")
-    pd.concat(means).to_csv(out / "means.csv", index=False, float_format="%.8f")
-    pd.concat(base).to_csv(out / "baseline.csv", index=False, float_format="%.8f")
-
-
-def _score_rows(ds: xr.Dataset, model: str, name: str, info: dict) -> pd.DataFrame:
-    parts = {"score": ds[name], "adjusted": ds[f"{name}_adjusted"], "null_mean": ds[f"{name}_null_mean"],
-             "null_std": ds[f"{name}_null_std"], "p_value": ds[f"{name}_p"]}
-    if f"{name}_boot" in ds:
-        ci = xr.DataArray(stats.interval(ds[f"{name}_boot"].transpose("boot", ...).values, LEVEL),
-                          dims=ds[name].dims + ("bound",))
-        parts |= {"boot_low": ci.isel(bound=0), "boot_high": ci.isel(bound=1)}
-    frame = xr.Dataset(parts).to_dataframe().reset_index()
-    dims = info["dims"]
-    if info["symmetric"]:
-        order = {v: i for i, v in enumerate(ds[dims[-2]].values)}
-        frame = frame[frame[dims[-2]].map(order) < frame[dims[-1]].map(order)]
-    frame = frame[np.isfinite(frame["score"])]
-    cols = {c: frame[src].values for c, src in info["columns"].items()}
-    keep = ["score", "adjusted", "null_mean", "null_std", "p_value"] + (["boot_low", "boot_high"]
-                                                                        if "boot_low" in frame else [])
-    return pd.DataFrame({"model": model, "model_b": info["model_b"] or model, "measure": frame["measure"].values,
-                         "family": name, **cols, **{k: frame[k].values for k in keep}})
-
-
-def _mean_rows(ds: xr.Dataset, model: str, name: str) -> pd.DataFrame:
-    parts = {"mean": ds[f"{name}_mean"]}
-    for source in ("sentences", "languages"):
-        if f"{name}_ci_{source}" in ds:
-            ci = ds[f"{name}_ci_{source}"]
-            parts |= {f"{source}_low": ci.isel(bound=0, drop=True), f"{source}_high": ci.isel(bound=1, drop=True)}
-    frame = xr.Dataset(parts).to_dataframe().reset_index()
-    return frame.assign(model=model, family=name)
-
-
-def similarity_settings(job: Job) -> dict:
-    """What similarity.zarr was computed with: the job's similarity keys that change its numbers."""
-    keep = ("measures", "knn", "variance", "variance_mode", "epsilon", "baseline_repeats", "seed", "families",
-            "permutations", "bootstrap", "jackknife")
-    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(job.similarity).items() if k in keep}
-    return out | {"language_bootstrap": job.analysis.language_bootstrap, "analysis_seed": job.analysis.seed}
-
-
-def check_similarity(job: Job) -> None:
-    """Refuse a job whose similarity settings or models differ from those similarity.zarr was computed with."""
-    path = job.out / FILENAME
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: no similarity store (run the reduce stage first)")
-    info = zarr.open_group(str(path), mode="r", zarr_format=3).attrs.get("crossrep", {})
-    stored = {"similarity": info.get("similarity"), "models": info.get("models")}
-    wanted = {"similarity": similarity_settings(job), "models": [m.name for m in job.models]}
-    diff = []
-    for part in ("similarity", "models"):
-        if part == "models" and stored[part] != wanted[part]:
-            diff.append(f"models: stored {stored[part]!r}, requested {wanted[part]!r}")
-        elif part == "similarity":
-            old = stored[part] or {}
-            diff += [f"similarity.{k}: stored {old.get(k, '(absent)')!r}, requested {v!r}"
-                     for k, v in wanted[part].items() if old.get(k, ...) != v]
-    if diff:
-        raise StoreError(f"{path}: computed with other settings; it differs in:\n  " + "\n  ".join(diff)
-                         + "\nrun the reduce stage with this job first")
-
-
-def open_similarity(out: Path, model: str) -> xr.Dataset:
-    path = Path(out) / FILENAME
-    if not path.is_dir():
-        raise StoreError(f"{path}: no similarity store (run the reduce stage first)")
-    return xr.open_zarr(path, group=model, consolidated=False, zarr_format=3).load()
+        return fill(keys, dict(zip(leaves, run(dsk, leaves, label))))

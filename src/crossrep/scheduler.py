@@ -7,34 +7,41 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from . import progress
 from .config import Job
 from .errors import ConfigError
 
 
 @contextlib.contextmanager
 def scheduler(job: Job):
-    """Yields `run(graph, keys) -> results` (a plain task dict and a list of its keys) for the job's scheduler,
-    and shuts it down afterwards."""
+    """Yields `run(graph, keys, label) -> results` (a plain task dict and a list of its keys) for the job's
+    scheduler, and shuts it down afterwards. Each run shows a progress bar (tasks done of all tasks on threads;
+    results done of those asked for on a cluster) and prints one line with its time."""
     kind, workers = job.similarity.scheduler, job.similarity.workers
     if kind == "threads":
-        from dask.diagnostics import ProgressBar
+        from dask.callbacks import Callback
         from dask.threaded import get
 
-        def run(graph, keys):
-            with ProgressBar(minimum=2.0, out=sys.stderr):
+        def run(graph, keys, label):
+            with progress.stage(f"{label}: {len(graph)} tasks"), progress.bar(len(graph), label) as bar, \
+                    Callback(posttask=lambda *_: bar.update()):
                 return get(graph, keys, num_workers=workers)
 
         yield run
         return
-    from distributed import Client
+    from distributed import Client, as_completed
 
     with _cluster(job, kind, workers) as cluster, Client(cluster) as client:
         print(f"crossrep: Dask {kind} cluster, dashboard {client.dashboard_link}", file=sys.stderr)
         if kind == "slurm":
             client.wait_for_workers(1, timeout=job.executor.timeout_min * 60)
 
-        def run(graph, keys):
-            return client.get(graph, keys, sync=True)
+        def run(graph, keys, label):
+            with progress.stage(f"{label}: {len(graph)} tasks"), progress.bar(len(keys), label, "result") as bar:
+                futures = client.get(graph, keys, sync=False)
+                for _ in as_completed(futures):
+                    bar.update()
+                return client.gather(futures)
 
         yield run
 

@@ -8,11 +8,11 @@ from .lock import folder_lock
 
 
 def reduce_stage(job_file: str) -> str:
-    from . import reduce
+    from . import results
 
     job = load_job(job_file)
     with folder_lock(job.out, f"crossrep reduce {job.name}"):
-        return str(reduce.run(job))
+        return str(results.write(job))
 
 
 def report_stage(job_file: str) -> str:

@@ -11,6 +11,11 @@ Attributes: the root's `crossrep` (layout version, the job settings the store wa
 model group's plan (adapter, checkpoint, options, languages, points, pairs, sentence id sets) and each shard
 group's progress (`chunks_done`, then `complete`, written last, or `error`). The whole hierarchy is created
 before any worker starts; workers only write array data and their own shard group's attributes.
+
+A path inside the output folder (a tiny checkpoint in `<out>/checkpoints`, data kept in `out`) is recorded
+relative to it, as `<out>/...` (`portable`), and read back against the folder the store is in now (`located`):
+a copied or moved output folder verifies, resumes and repairs in its new place. An absolute path recorded by an
+earlier version reads as before, and compares equal where it names the same place.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from . import progress
 from .errors import StoreError
 from .point import Point
 
@@ -34,6 +40,35 @@ LAYOUT = 3
 TIMING_DIR = "activations.timing"  # beside FILENAME: per-shard timing records (crossrep.timing)
 FILENAME = "activations.zarr"
 MODALITIES = ("text", "speech")
+OUT = "<out>"  # a recorded path inside the output folder: `<out>/checkpoints/tiny-seamless_m4t_v2`
+
+
+def portable(value: Any, out: Path) -> Any:
+    """`value` as a record inside `out` keeps it: every string that is an absolute path inside `out` written
+    relative to it (`<out>/REL`), through mappings and lists; everything else (hub ids, `hf://` references,
+    paths elsewhere) as it is."""
+    if isinstance(value, dict):
+        return {k: portable(v, out) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v, out) for v in value)
+    if isinstance(value, str) and os.path.isabs(value):
+        base, path = os.path.abspath(out), os.path.abspath(value)
+        if path == base:
+            return OUT
+        if path.startswith(base.rstrip(os.sep) + os.sep):
+            return f"{OUT}/{Path(os.path.relpath(path, base)).as_posix()}"
+    return value
+
+
+def located(value: Any, out: Path) -> Any:
+    """A recorded value with every `<out>/REL` path made absolute again, inside the folder `out` is now."""
+    if isinstance(value, dict):
+        return {k: located(v, out) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(located(v, out) for v in value)
+    if isinstance(value, str) and (value == OUT or value.startswith(OUT + "/")):
+        return str(Path(os.path.abspath(out)).joinpath(*value[len(OUT) + 1:].split("/")))
+    return value
 
 
 # ---------------------------------------------------------------- typed records
@@ -68,7 +103,7 @@ class ModelPlan:
 
     name: str
     adapter: str
-    checkpoint: Any  # resolved: a hub id or local path, or a mapping of them
+    checkpoint: Any  # resolved: a hub id or absolute local path, or a mapping of them (`<out>/...` on disk)
     options: dict
     languages: tuple[str, ...]
     points: dict[str, tuple[Point, ...]]  # modality -> points in model order
@@ -83,9 +118,12 @@ class ModelPlan:
                 return p
         raise StoreError(f"model {self.name}: {modality} has no point {name!r}")
 
-    def to_attrs(self) -> dict:
+    def to_attrs(self, out: Path | None = None) -> dict:
+        """The model group's attributes; with `out`, paths inside it recorded relative to it (`portable`)."""
+        rel = (lambda v: v) if out is None else (lambda v: portable(v, out))
         return {
-            "name": self.name, "adapter": self.adapter, "checkpoint": self.checkpoint, "options": self.options,
+            "name": self.name, "adapter": self.adapter, "checkpoint": rel(self.checkpoint),
+            "options": rel(self.options),
             "languages": list(self.languages),
             "points": {mod: [{"name": p.name, "width": p.width, "depth": p.depth, "kind": p.kind} for p in pts]
                        for mod, pts in self.points.items()},
@@ -96,10 +134,12 @@ class ModelPlan:
         }
 
     @classmethod
-    def from_attrs(cls, a: dict, where: str) -> "ModelPlan":
+    def from_attrs(cls, a: dict, where: str, out: Path | None = None) -> "ModelPlan":
+        """The plan from a model group's attributes; with `out`, `<out>/...` paths located in it (`located`)."""
+        at = (lambda v: v) if out is None else (lambda v: located(v, out))
         try:
             return cls(
-                name=a["name"], adapter=a["adapter"], checkpoint=a["checkpoint"], options=dict(a["options"]),
+                name=a["name"], adapter=a["adapter"], checkpoint=at(a["checkpoint"]), options=dict(at(a["options"])),
                 languages=tuple(a["languages"]),
                 points={mod: tuple(Point(p["name"], int(p["width"]), float(p["depth"]), p["kind"]) for p in pts)
                         for mod, pts in a["points"].items()},
@@ -232,11 +272,11 @@ class ActivationStore:
         """Create every group and array that is not there yet, then the root's record (written last)."""
         root = zarr.open_group(str(Path(out) / FILENAME), mode="a", zarr_format=3)
         for m in plan.models:
-            root.require_group(m.name).attrs.put(m.to_attrs())
+            root.require_group(m.name).attrs.put(m.to_attrs(out))
             for modality in MODALITIES:
                 for lang in m.languages:
                     _create_shard(root, m, ShardKey(m.name, modality, lang), plan.chunk_size)
-        root.attrs["crossrep"] = _root_record(plan)  # written last: a root with its record has its whole hierarchy
+        root.attrs["crossrep"] = _root_record(plan, out)  # written last: a root with its record has its whole hierarchy
         return cls(out, mode="r+")
 
     @classmethod
@@ -255,13 +295,13 @@ class ActivationStore:
         if state == "unreadable":
             meta.rename(meta.with_name(f"zarr.json.unreadable.{os.getpid()}"))
         root = zarr.open_group(str(path), mode="a", zarr_format=3)
-        root.attrs["crossrep"] = _root_record(plan)
+        root.attrs["crossrep"] = _root_record(plan, out)
         store = cls(out, mode="r+")
         for m in plan.models:
             try:
-                ModelPlan.from_attrs(dict(store.root[m.name].attrs), f"{path}/{m.name}")
+                ModelPlan.from_attrs(dict(store.root[m.name].attrs), f"{path}/{m.name}", out)
             except (KeyError, StoreError):
-                store.root.require_group(m.name).attrs.put(m.to_attrs())
+                store.root.require_group(m.name).attrs.put(m.to_attrs(out))
         store.plan = plan
         kept = store.ensure(adopt_all=True)
         return store, kept
@@ -331,9 +371,12 @@ class ActivationStore:
         work = [(k, self.state(k)) for k in keys]
         missing = [Damage(k, "-", -1, self._dir(k), "shard group missing; `run` re-creates it from the plan")
                    for k, st in work if not st.exists]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            found = pool.map(lambda ks: self._verify_chunks(ks[0], list(ks[1].chunks_done)), work)
-            return missing + [d for part in found for d in part]
+        with ThreadPoolExecutor(max_workers=threads) as pool, progress.bar(len(work), "verify", "shard") as bar:
+            found = []
+            for part in pool.map(lambda ks: self._verify_chunks(ks[0], list(ks[1].chunks_done)), work):
+                found += part
+                bar.update()
+            return missing + found
 
     def _verify_chunks(self, key: ShardKey, chunks: list[int]) -> list[Damage]:
         if not chunks:
@@ -409,8 +452,8 @@ class ActivationStore:
             return None
 
 
-def _root_record(plan: StorePlan) -> dict:
-    return {"layout": LAYOUT, "job": plan.job, "chunk_size": plan.chunk_size, "models": [m.name for m in plan.models]}
+def _root_record(plan: StorePlan, out: Path) -> dict:
+    return {"layout": LAYOUT, "job": portable(plan.job, out), "chunk_size": plan.chunk_size, "models": [m.name for m in plan.models]}
 
 
 def _root_info(path: Path) -> dict | str:
@@ -466,8 +509,11 @@ def _plan_from(info: dict, root: zarr.Group, path: Path) -> StorePlan:
         except KeyError:
             raise StoreError(f"{path}/{name}: model group missing; `crossrep repair JOB` rebuilds it from the "
                              f"job's plan (nothing was changed)") from None
-        models.append(ModelPlan.from_attrs(attrs, f"{path}/{name}"))
-    return StorePlan(job=info.get("job", {}), chunk_size=int(info["chunk_size"]), models=tuple(models))
+        models.append(ModelPlan.from_attrs(attrs, f"{path}/{name}", path.parent))
+    # the job settings as `plan.fingerprint` gives them: an absolute path inside `out` that an earlier version
+    # recorded reads as the portable form it has now
+    return StorePlan(job=portable(info.get("job", {}), path.parent), chunk_size=int(info["chunk_size"]),
+                     models=tuple(models))
 
 
 def differences(stored: dict, requested: dict) -> list[str]:
