@@ -63,7 +63,7 @@ def test_overrides_are_yaml_values():
     ("extract.batch_size=0", r"extract.batch_size: expected an integer >= 1, got 0"),
     ("extract.batchsize=4", r"extract.batchsize: unknown key \(did you mean 'batch_size'\?\)"),
     ("data.languages=[eng,xx]", r"data.languages: unknown language 'xx'"),
-    ("models.0.adapter=sonarr", r"models\[0\].adapter: expected one of seamless_m4t_v2, sonar, salmonn, .*hf_encoders, got 'sonarr'"),
+    ("models.0.adapter=sonarr", r"models\[0\].adapter: unknown model family 'sonarr' \(known: audioflamingo3, .*sonar\)"),
     ("models.0.languages=[eng,amh,xx]", r"models\[0\].languages: unknown language 'xx'"),
     ("models.0.points.text=layer3", r"models\[0\].points.text: expected 'all' or a list"),
     ("similarity.variance=1.5", r"similarity.variance: expected a number in \[1e-06, 1.0\], got 1.5"),
@@ -73,7 +73,7 @@ def test_overrides_are_yaml_values():
 ])
 def test_errors_quote_the_key(override, message):
     with pytest.raises(ConfigError, match=message) as info:
-        load_job("demo", [override])
+        check_job(load_job("demo", [override]))
     assert str(info.value).startswith("demo (bundled jobs/demo.yaml): ")
 
 

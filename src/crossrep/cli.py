@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import CrossrepError, describe
+from .errors import ConfigError, CrossrepError, describe
 
 EPILOG = """\
 examples:
@@ -29,15 +29,15 @@ to demo. One command writes to an output folder at a time: a second is refused, 
 Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/,
 <out>/report/index.html (`crossrep report JOB`).
 
-model families (a job's `models[i].adapter`; README: Models):
+model families (a job's `models[i].adapter`; docs/models.md):
 {families}
 """
 
 
 def families() -> str:
-    from .models import SUMMARIES
+    from .models import families
 
-    return "\n".join(f"  {name:<16} {text}" for name, text in SUMMARIES.items())
+    return "\n".join(f"  {f.name:<16} {f.line}" for f in families().values())
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -171,12 +171,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_job(job) -> None:
-    """What the job's configuration cannot check by itself: the measures' parameters and the family names (their
-    registries live above the configuration), before any work starts."""
-    from . import families, measures
+    """What the job's configuration cannot check by itself, before any work starts: the model families, the
+    measures and their parameters, the comparison families (their registries live above the configuration)."""
+    from . import families, measures, models
 
-    families.check(job.similarity)
-    measures.resolve(job.similarity)
+    try:
+        for m in job.models:
+            models.family(m.adapter, f"{m.key}.adapter")
+        families.check(job.similarity)
+        measures.resolve(job.similarity)
+    except ConfigError as exc:
+        raise ConfigError(f"{job.source}: {exc}" if job.source else str(exc)) from None
 
 
 def _terminate(signum, frame):

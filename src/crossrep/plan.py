@@ -16,8 +16,8 @@ from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
 from .data.fleurs import FleursLanguage, select
 from .errors import StoreError
-from .models import adapter_class
-from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences
+from .models import adapter_class, family
+from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences, portable
 
 
 def shards(job: Job) -> list[ShardKey]:
@@ -31,7 +31,7 @@ def units(job: Job, indices: list[int]) -> list[list[int]]:
     language of an audio LLM (a joint adapter) form one unit, run by one task in one forward pass per batch;
     every other shard is a unit of its own. Launchers distribute units, so each shard still has one writer."""
     table = shards(job)
-    joint = {m.name for m in job.models if adapter_class(m.adapter).joint_inputs}
+    joint = {m.name for m in job.models if family(m.adapter, f"{m.key}.adapter").joint}
     out: list[list[int]] = []
     where: dict[tuple[str, str], list[int]] = {}
     for i in indices:
@@ -47,6 +47,7 @@ def units(job: Job, indices: list[int]) -> list[list[int]]:
 
 
 def checkpoint_cache(job: Job) -> Path:
+    """Where `checkpoint: tiny` models are built: inside `out`, so recorded relative to it (`store.portable`)."""
     return job.out / "checkpoints"
 
 
@@ -66,13 +67,15 @@ def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
 
 
 def fingerprint(job: Job) -> dict:
-    """The job settings an existing store must share to be resumed: everything that changes the stored bytes."""
+    """The job settings an existing store must share to be resumed: everything that changes the stored bytes.
+    Not `out` itself, and paths inside it relative to it (`<out>/...`), so that a moved output folder resumes."""
     d = job.to_dict()
     # how many processes featurize or how many shards a task runs changes no byte; a budget of 0 (off) and CPU
     # features are how stores made before those keys existed were computed, so they stay resumable
     extract = {k: v for k, v in d["extract"].items() if k not in ("feature_workers", "shards_per_task")
                and not (k == "batch_seconds" and not v) and not (k == "features" and v == "cpu")}
-    return {"data": {k: v for k, v in d["data"].items() if k != "demo"}, "models": d["models"], "extract": extract}
+    return portable({"data": {k: v for k, v in d["data"].items() if k != "demo"}, "models": d["models"],
+                     "extract": extract}, job.out)
 
 
 def store_plan(job: Job, progress: bool = True) -> StorePlan:

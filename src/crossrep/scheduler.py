@@ -62,7 +62,7 @@ def _cluster(job: Job, kind: str, workers: int):
             from dask_jobqueue import SLURMCluster
         except ImportError:
             raise ConfigError("similarity.scheduler: slurm needs dask_jobqueue (pip install dask-jobqueue)") from None
-        from .launch.profile import load_profile
+        from .profile import load_profile
 
         if not job.executor.cluster:
             raise ConfigError("similarity.scheduler: slurm takes its resources from executor.cluster (a profile)")

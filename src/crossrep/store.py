@@ -116,7 +116,8 @@ class ModelPlan:
         for p in self.points[modality]:
             if p.name == name:
                 return p
-        raise StoreError(f"model {self.name}: {modality} has no point {name!r}")
+        raise StoreError(f"model {self.name}: {modality} has no point {name!r} (have "
+                         f"{', '.join(p.name for p in self.points[modality])})")
 
     def to_attrs(self, out: Path | None = None) -> dict:
         """The model group's attributes; with `out`, paths inside it recorded relative to it (`portable`)."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-import torch
-
 # load: the model; audio: reading and decoding clips; features: tokenising and feature extraction (in the
 # DataLoader workers when there are any: overlapped with the forward pass); wait: the forward loop waiting for a
 # featurized batch; forward: the model and pooling on its device; pool: the pooled vectors' host copy and
@@ -18,8 +16,8 @@ class StageClock:
     """Accumulates wall seconds per stage. On a GPU each timed stage ends with a synchronisation, so that
     queued kernels count in the stage that launched them."""
 
-    def __init__(self, device: torch.device | None = None):
-        self.cuda = device is not None and device.type == "cuda"
+    def __init__(self, device=None):
+        self.cuda = device is not None and device.type == "cuda"  # a torch.device
         self.seconds = dict.fromkeys(STAGES, 0.0)
 
     @contextmanager
@@ -29,6 +27,8 @@ class StageClock:
             yield
         finally:
             if self.cuda:
+                import torch  # only where a GPU is in use: reading timing records needs no torch
+
                 torch.cuda.synchronize()
             self.seconds[stage] += time.perf_counter() - start
 

@@ -19,9 +19,9 @@ from ..extract import ExtractTask
 from ..lock import folder_lock
 from ..plan import units
 from ..stages import aggregate_stage, reduce_stage
-from ..store import ActivationStore
+from ..store import ActivationStore, located, portable
 from .base import Launcher, collect, follow, report_shards, task_errors
-from .profile import SlurmProfile, StageResources, load_profile
+from ..profile import SlurmProfile, StageResources, load_profile
 from ..sacct import ACTIVE, sacct_states
 
 RECORD = "slurm.json"
@@ -36,8 +36,9 @@ def max_array_size() -> int:
 
 
 def read_record(out: Path) -> dict:
+    """The submissions, their log paths (recorded relative to `out`: `<out>/logs/...`) inside `out` as it is now."""
     path = Path(out) / RECORD
-    return json.loads(path.read_text()) if path.is_file() else {"submissions": []}
+    return located(json.loads(path.read_text()), out) if path.is_file() else {"submissions": []}
 
 
 def shard_tasks(out: Path) -> dict[int, dict]:
@@ -175,7 +176,7 @@ class SlurmLauncher(Launcher):
         data["submissions"].append(record)
         path = self.job.out / RECORD
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
+        tmp.write_text(json.dumps(portable(data, self.job.out), indent=1))
         tmp.replace(path)
 
     def announce(self, record: dict) -> None:

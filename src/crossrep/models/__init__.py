@@ -1,35 +1,86 @@
-"""Model adapters: one small interface per model family, looked up by the name a job gives.
+"""Model families: one folder each under crossrep/models/, found by the `family.yaml` it carries.
 
-The registry maps names to import paths so that reading a job never imports model code.
+`family.yaml` says what jobs, plans and `--help` need without importing the family's code (no torch): its name
+(a job's `models[i].adapter`), the Adapter class its package exports, whether text and speech of a language go
+through one pass (`joint`), its points and a one-line summary. Adding a family is adding a folder; nothing else
+lists families.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.resources
+from dataclasses import dataclass
 
-ADAPTERS = {
-    "seamless_m4t_v2": "crossrep.models.seamless:SeamlessM4Tv2Adapter",
-    "sonar": "crossrep.models.sonar:SonarAdapter",
-    "salmonn": "crossrep.models.salmonn:SalmonnAdapter",
-    "qwen2_audio": "crossrep.models.qwen2_audio:Qwen2AudioAdapter",
-    "qwen2_5_omni": "crossrep.models.qwen2_5_omni:Qwen25OmniAdapter",
-    "audioflamingo3": "crossrep.models.audioflamingo3:AudioFlamingo3Adapter",
-    "hf_encoders": "crossrep.models.hf_encoders:HFEncodersAdapter",
-}
+import yaml
+
+from ..errors import ConfigError
+
+DESCRIPTION = "family.yaml"
+KEYS = ("name", "adapter", "joint", "points", "summary")
 
 
-# adapter -> one line for `crossrep --help` and error messages (points, what it reads)
-SUMMARIES = {
-    "seamless_m4t_v2": "SeamlessM4T v2's text and speech encoders (transformers); in, 1..L, out (+ len)",
-    "sonar": "SONAR's text encoder and per-language speech encoders (official checkpoints); in, 1..L, pool",
-    "salmonn": "SALMONN-7B (official .pth + Whisper + BEATs + Vicuna); joint pass; enc, in, 1..L, out",
-    "qwen2_audio": "Qwen2-Audio-7B(-Instruct) (transformers); joint pass; enc, in, 1..L, out",
-    "qwen2_5_omni": "Qwen2.5-Omni's thinker (transformers); joint pass; enc, in, 1..L, out",
-    "audioflamingo3": "Audio Flamingo 3 (transformers); joint pass; enc, in, 1..L, out",
-    "hf_encoders": "any transformers text encoder with any speech encoder; in, 1..L (+ pool)",
-}
+@dataclass(frozen=True)
+class Family:
+    """A model family as its folder describes it."""
+
+    name: str  # what a job's `models[i].adapter` names
+    folder: str  # the package under crossrep.models
+    adapter: str  # the Adapter class the package exports
+    joint: bool  # text and speech of one language in one forward pass (audio LLMs)
+    points: str  # the points it offers, for --help
+    summary: str
+
+    @property
+    def line(self) -> str:
+        """One line for `--help` and error messages."""
+        return f"{self.summary}{'; joint pass' if self.joint else ''}; {self.points}"
+
+
+@functools.lru_cache(maxsize=1)
+def families() -> dict[str, Family]:
+    """Every family folder of this package, by name (sorted)."""
+    found = {}
+    for folder in sorted(importlib.resources.files(__name__).iterdir(), key=lambda p: p.name):
+        path = folder / DESCRIPTION
+        if not path.is_file():
+            continue
+        family = _read(path, folder.name)
+        if family.name in found:
+            raise ConfigError(f"{path}: family {family.name!r} is also described by "
+                              f"crossrep/models/{found[family.name].folder}/{DESCRIPTION}")
+        found[family.name] = family
+    return dict(sorted(found.items()))
+
+
+def _read(path, folder: str) -> Family:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with {', '.join(KEYS)}")
+    missing = [k for k in KEYS if k not in raw]
+    unknown = [k for k in raw if k not in KEYS]
+    if missing or unknown:
+        raise ConfigError(f"{path}: " + "; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                                  + ([f"unknown key {', '.join(unknown)}"] if unknown else [])))
+    if not isinstance(raw["joint"], bool):
+        raise ConfigError(f"{path}: joint: expected true or false, got {raw['joint']!r}")
+    return Family(str(raw["name"]), folder, str(raw["adapter"]), raw["joint"], str(raw["points"]),
+                  str(raw["summary"]))
+
+
+def family(name: str, key: str = "adapter") -> Family:
+    """The family a job names; `key` is where the job names it, quoted in the error."""
+    known = families()
+    if name not in known:
+        raise ConfigError(f"{key}: unknown model family {name!r} (known: {', '.join(known)})")
+    return known[name]
 
 
 def adapter_class(name: str):
-    module, _, cls = ADAPTERS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    """The Adapter class of family `name` (imports the family's code)."""
+    f = family(name)
+    return getattr(importlib.import_module(f"{__name__}.{f.folder}"), f.adapter)

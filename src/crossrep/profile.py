@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ..config import Section
-from ..errors import ConfigError
+from .config import Section
+from .errors import ConfigError
 
 BUNDLED = ("horeka", "dev")
 
