@@ -73,6 +73,26 @@ def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
     return job
 
 
+# the shared reference run's settings: every measure, a sentence bootstrap, chunks of 4 sentences
+REFERENCE = {"executor.kind": "debug", "extract.chunk_size": 4, "similarity.bootstrap": 2,
+             "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"]}
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory, demo_root, tiny):
+    """One finished run (extract, reduce, aggregate) of the small job with REFERENCE's settings, made once per
+    session for the tests that read it or copy it (never write into it)."""
+    from crossrep.config import load_job
+    from crossrep.launch import launcher
+
+    tmp = tmp_path_factory.mktemp("reference")
+    path = tmp / "job.yaml"
+    path.write_text(yaml.safe_dump(job_dict(tmp / "run", demo_root, tiny, **REFERENCE)))
+    job = load_job(path)
+    launcher(job).run()
+    return job
+
+
 @pytest.fixture
 def make_job(tmp_path, demo_root, tiny):
     """Write a job YAML (the demo job on the small data and tiny model) and return its path."""

@@ -18,20 +18,9 @@ from reference_svcca import reference_svcca
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def debug_run(tmp_path_factory, demo_root, tiny):
-    import yaml
-
-    from conftest import job_dict
-
-    tmp = tmp_path_factory.mktemp("pipeline")
-    path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(job_dict(tmp / "debug", demo_root, tiny, **{
-        "executor.kind": "debug", "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"],
-        "similarity.bootstrap": 2})))
-    job = load_job(path)
-    launcher(job).run()
-    return job
+@pytest.fixture
+def debug_run(reference_run):
+    return reference_run
 
 
 def test_outputs_exist_and_are_labelled(debug_run):
@@ -118,12 +107,11 @@ def test_activation_store_is_plain_zarr_and_xarray(debug_run):
 def test_local_executor_gives_identical_stores(debug_run, tmp_path, demo_root, tiny):
     import yaml
 
-    from conftest import job_dict
+    from conftest import REFERENCE, job_dict
 
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job_dict(tmp_path / "local", demo_root, tiny, **{
-        "executor.kind": "local", "executor.workers": 2,
-        "similarity.measures": ["svcca", "pwcca", "cka", "cka_debiased", "mknn"], "similarity.bootstrap": 2})))
+        **REFERENCE, "executor.kind": "local", "executor.workers": 2})))
     proc = subprocess.run([sys.executable, "-m", "crossrep", "run", str(path)], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

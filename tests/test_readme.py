@@ -97,3 +97,12 @@ def test_job_keys_in_the_table_are_config_fields():
                 assert sub.split(".")[0] in {f.name for f in fields(sections[head])}, f"{head}.{sub}"
             checked += 1
     assert checked >= 25
+
+
+def test_family_table_lists_exactly_the_registered_families():
+    from crossrep.models import families
+
+    text = (REPO / "docs" / "models.md").read_text()
+    table = text.split("## Families")[1].split("\n## ")[0]
+    assert re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M) and \
+        set(re.findall(r"^\| `([a-z0-9_]+)` \|", table, re.M)) == set(families())
