@@ -104,45 +104,61 @@ def open(out_or_job: str | Path) -> Results:  # noqa: A001 - the API's name
 @dataclass(frozen=True)
 class Comparison:
     """`compare`'s answer. `chance`: the permutation null's mean (the score with y's sentences shuffled);
-    `adjusted`: (score - chance) / (1 - chance); `p_value`: add-one, one-sided (score above chance); `low`,
-    `high`: the percentile interval of the sentence bootstrap at `level` (None without bootstrap; resampled
-    sentences repeat, which raises CCA-type scores: read it as the score's spread, the p-value as the test)."""
+    `adjusted`: (score - chance) / (1 - chance); `p_value`: add-one, one-sided (score above chance). `low`,
+    `high`: the interval at `level` from the delete-a-group sentence jackknife (`se`, t with G - 1 degrees of
+    freedom), as the findings' tests use it; `boot_low`, `boot_high`: the percentile interval of the sentence
+    bootstrap, as similarity.csv reports it (a resample repeats sentences, which raises CCA-type scores: that
+    interval can miss the score itself; None without bootstrap)."""
 
     measure: Measure
     score: float
     chance: float
     adjusted: float
     p_value: float
-    low: float | None
-    high: float | None
+    se: float
+    low: float
+    high: float
+    boot_low: float | None
+    boot_high: float | None
     level: float
     null: np.ndarray
+    jack: np.ndarray
     boot: np.ndarray
 
 
-def compare(x, y, measure: str = "svcca", permutations: int = 100, bootstrap: int = 0, seed: int = 0,
-            level: float = 0.95, **params) -> Comparison:
+def compare(x, y, measure: str = "svcca", permutations: int = 100, bootstrap: int = 0, jackknife: int = 10,
+            seed: int = 0, level: float = 0.95, **params) -> Comparison:
     """Compare two representations of the same sentences, rows aligned: `x` (n x d1) and `y` (n x d2), NumPy or
     CuPy. `measure`: a registered measure's name, `params` its parameters (e.g. knn=5 for mknn; defaults
-    otherwise). The score is the one the reduction stores for the same two arrays."""
+    otherwise). The score is the one the reduction stores for the same two arrays; the null, the jackknife and
+    the bootstrap resample sentences with the reduction's seeded schemes (crossrep.stats)."""
     m = measures.get(measure, **params)
     xp = measures.array_module(x)
     x, y = xp.asarray(x, dtype=xp.float64), xp.asarray(y, dtype=xp.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must be (sentences x features) arrays with the same rows, got {x.shape} and "
                          f"{y.shape}")
-    if permutations < 2:
-        raise ConfigError(f"permutations: at least 2 (the null's mean and spread), got {permutations}")
-    if bootstrap == 1:
-        raise ConfigError("bootstrap: 1 replicate gives no interval; use 0 or at least 2")
     n = x.shape[0]
+    if permutations < 2:
+        raise ValueError(f"permutations: at least 2 (the null's mean and spread), got {permutations}")
+    if bootstrap == 1 or bootstrap < 0:
+        raise ValueError(f"bootstrap: 0 or at least 2 replicates, got {bootstrap}")
+    if not 2 <= jackknife <= n // 2:
+        raise ValueError(f"jackknife: between 2 and {n // 2} sentence groups (2 sentences a group), got {jackknife}")
     rx, ry = m.prepare(x), m.prepare(y)
     score = float(m.scores([rx], [ry], [(0, 0)])[0, 0])
     null = np.array([m.scores([rx], [m.permute(ry, stats.permutation(seed, "compare", n, k))], [(0, 0)])[0, 0]
                      for k in range(permutations)])
-    boot = np.array([m.score(x[rows], y[rows]) for rows in
-                     (xp.asarray(stats.resample(seed, n, b)) for b in range(bootstrap))])
+    jack = np.array([_score(m, x, y, xp.asarray(stats.jackknife_kept(seed, n, jackknife, g)))
+                     for g in range(jackknife)])
+    boot = np.array([_score(m, x, y, xp.asarray(stats.resample(seed, n, b))) for b in range(bootstrap)])
+    test = stats.t_test(score, [stats.group_component(jack)])
+    low, high = test.interval(1.0 - level)
+    boot_low, boot_high = (float(v) for v in stats.interval(boot, level)) if bootstrap else (None, None)
     chance = float(null.mean())
-    low, high = (float(v) for v in stats.interval(boot, level)) if bootstrap else (None, None)
     return Comparison(m, score, chance, (score - chance) / (1.0 - chance), float(stats.add_one_p(null, score)),
-                      low, high, level, null, boot)
+                      test.se, low, high, boot_low, boot_high, level, null, jack, boot)
+
+
+def _score(m: Measure, x, y, rows) -> float:
+    return m.score(x[rows], y[rows])
