@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 import crossrep
-from crossrep import errors, measures, stats
+from crossrep import errors
 
 pytestmark = pytest.mark.e2e
 

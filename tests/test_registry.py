@@ -95,6 +95,7 @@ def test_a_new_measure_is_one_class():
         assert crossrep.compare(x, y, measure="toy_cosine", scale=2.0, permutations=2).score == pytest.approx(
             measures.get("cka").score(x, y))
         from conftest import job_dict
+
         from crossrep.config import parse_job
 
         job = parse_job(job_dict(tmp_out := Path("/nonexistent/out"), tmp_out, "tiny", **{

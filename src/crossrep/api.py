@@ -11,7 +11,7 @@ import numpy as np
 
 from . import measures, stats
 from .config import Job, load_job
-from .errors import ConfigError, StoreError
+from .errors import StoreError
 from .measures import Measure
 
 
@@ -96,7 +96,7 @@ class Results:
         return pd.DataFrame(rows)
 
 
-def open(out_or_job: str | Path) -> Results:  # noqa: A001 - the API's name
+def open(out_or_job: str | Path) -> Results:
     """A run's results: `out_or_job` is a run folder (its job.yaml), a job YAML or a bundled job's name."""
     return Results(load_job(out_or_job))
 
