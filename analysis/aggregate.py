@@ -12,6 +12,7 @@ import pandas as pd
 
 from crossrep import measures, progress, results
 from crossrep.config import Job
+from crossrep.paths import portable
 from crossrep.plan import open_checked
 from crossrep.version import __version__
 
@@ -104,7 +105,7 @@ def _record(job: Job, store, results, started, drawn) -> dict:
     models = []
     for m in job.models:
         plan = store.model(m.name)
-        models.append({"name": m.name, "adapter": plan.adapter, "checkpoint": plan.checkpoint,
+        models.append({"name": m.name, "adapter": plan.adapter, "checkpoint": portable(plan.checkpoint, job.out),
                        "languages": list(plan.languages),
                        "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
                        "crosslingual_sentences": len(plan.crosslingual_ids),

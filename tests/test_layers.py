@@ -17,7 +17,7 @@ pytestmark = pytest.mark.unit
 
 # lowest first; a module belongs to the longest name below that prefixes it
 LAYERS = [
-    ["errors", "point", "languages", "version", "progress", "sacct", "lock"],
+    ["errors", "point", "languages", "version", "progress", "paths", "sacct", "lock"],
     ["config", "profile"],
     ["data"],
     ["models"],
@@ -48,8 +48,10 @@ def modules(src: Path, analysis: Path) -> dict[str, Path]:
 
 
 def layer(name: str) -> int:
-    parts = name.split(".") if name else []
-    for k in range(len(parts), -1, -1):
+    if not name:
+        return RANK[""]
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
         head = ".".join(parts[:k])
         if head in RANK:
             return RANK[head]

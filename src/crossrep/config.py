@@ -192,7 +192,7 @@ def load_job(spec: str | Path | None = None, overrides: list[str] | tuple[str, .
         raise ConfigError(f"{where}: a job spec is a mapping with keys {', '.join(_TOP)}")
     folder = output_folder(spec)
     if folder is not None:  # an output folder's job: its `out` is the folder, wherever the run was copied or moved
-        from .store import located, portable
+        from .paths import located, portable
 
         old = raw.get("out")
         raw["out"] = str(folder)

@@ -385,27 +385,3 @@ def run_all(job: Job, indices: list[int] | None = None, progress: bool = True) -
         store = ActivationStore(job.out)
         indices = [i for i, key in enumerate(table) if not store.state(key).complete]
     return run_task(str(path), indices, progress=progress)
-
-
-class ExtractTask:
-    """A Slurm array element: its shards, split over the tasks of a packed allocation (one per GPU).
-
-    On preemption or time limit submitit calls `checkpoint`, which requeues the same call; the shards then
-    resume from their last complete chunk.
-    """
-
-    def __call__(self, job_file: str, indices: list[int]) -> dict:
-        import submitit
-
-        env = submitit.JobEnvironment()
-        if env.num_tasks > 1:  # whole units per task: a joint unit's two shards stay with one writer
-            mine = units(load_job(job_file), indices)[env.local_rank::env.num_tasks]
-            indices = [i for unit in mine for i in unit]
-            if torch.cuda.device_count() > 1:
-                torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-        return run_task(job_file, indices)
-
-    def checkpoint(self, *args, **kwargs):
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)

@@ -26,6 +26,7 @@ from . import languages as langs
 from . import measures, progress, stats
 from .config import Job
 from .errors import StoreError
+from .paths import portable
 from .reduce import Reduced, check_complete, model_arrays
 from .store import ActivationStore
 
@@ -125,7 +126,8 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
     ds = xr.Dataset(data, coords=coords)
     _add_means(ds, lays, job)
     ds.attrs.update({
-        "model": plan.name, "adapter": plan.adapter, "checkpoint": plan.checkpoint, "options": plan.options,
+        "model": plan.name, "adapter": plan.adapter, "checkpoint": portable(plan.checkpoint, job.out),
+        "options": portable(plan.options, job.out),
         "measures": {m.name: m.params() for m in measures.resolve(sim)},
         "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife,
         "language_bootstrap": job.analysis.language_bootstrap,

@@ -16,7 +16,7 @@ from .timing import STAGES
 
 def render(job: Job, show_all: bool = False, verify: bool = False) -> tuple[str, bool]:
     """The status table as text, and whether every shard is complete (and, with `verify`, undamaged)."""
-    from .launch.slurm import shard_tasks
+    from .launch.record import shard_tasks
     from .sacct import sacct_states
 
     table = shards(job)

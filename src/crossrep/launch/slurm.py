@@ -10,21 +10,20 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import submitit
 
+from ..config import load_job
 from ..errors import CrossrepError
-from ..extract import ExtractTask
+from ..extract import run_task
 from ..lock import folder_lock
 from ..plan import units
-from ..stages import aggregate_stage, reduce_stage
-from ..store import ActivationStore, located, portable
-from .base import Launcher, collect, follow, report_shards, task_errors
 from ..profile import SlurmProfile, StageResources, load_profile
 from ..sacct import ACTIVE, sacct_states
-
-RECORD = "slurm.json"
+from ..stages import aggregate_stage, reduce_stage
+from ..store import ActivationStore, portable
+from .base import Launcher, collect, follow, report_shards, task_errors
+from .record import RECORD, read_record, shard_tasks
 def max_array_size() -> int:
     """The cluster's MaxArraySize (tasks per array job), from `scontrol show config`."""
     try:
@@ -35,20 +34,26 @@ def max_array_size() -> int:
     return int(match.group(1)) if match else 1001
 
 
-def read_record(out: Path) -> dict:
-    """The submissions, their log paths (recorded relative to `out`: `<out>/logs/...`) inside `out` as it is now."""
-    path = Path(out) / RECORD
-    return located(json.loads(path.read_text()), out) if path.is_file() else {"submissions": []}
+class ExtractTask:
+    """A Slurm array element: its shards, split over the tasks of a packed allocation (one per GPU).
 
+    On preemption or time limit submitit calls `checkpoint`, which requeues the same call; the shards then
+    resume from their last complete chunk.
+    """
 
-def shard_tasks(out: Path) -> dict[int, dict]:
-    """For each shard index, its latest Slurm task: {'task': '12_3', 'log': path}."""
-    tasks: dict[int, dict] = {}
-    for sub in read_record(out)["submissions"]:
-        for task in sub["extract"]:
-            for i in task["shards"]:
-                tasks[i] = {"task": task["id"], "log": task["log"]}
-    return tasks
+    def __call__(self, job_file: str, indices: list[int]) -> dict:
+        import torch
+
+        env = submitit.JobEnvironment()
+        if env.num_tasks > 1:  # whole units per task: a joint unit's two shards stay with one writer
+            mine = units(load_job(job_file), indices)[env.local_rank::env.num_tasks]
+            indices = [i for unit in mine for i in unit]
+            if torch.cuda.device_count() > 1:
+                torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+        return run_task(job_file, indices)
+
+    def checkpoint(self, *args, **kwargs):
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 class OfflineSlurmExecutor(submitit.SlurmExecutor):
