@@ -51,3 +51,15 @@ def test_compare_equals_the_stored_score(reference_run, measure):
     b = r.activations("seamless", "text", "deu", t_point, sentences="crosslingual")
     got = crossrep.compare(a, b, measure=measure, permutations=3, **params)
     assert got.score == pytest.approx(float(ds.text.sel(text_point=t_point, lang_a="eng", lang_b="deu")), abs=tol)
+
+
+def test_the_readme_snippet_runs_on_a_finished_run(reference_run, capsys):
+    import re
+
+    from conftest import REPO
+
+    snippet = re.search(r"## Python API.*?```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    assert 'crossrep.open("runs/demo")' in snippet
+    exec(compile(snippet.replace('"runs/demo"', repr(str(reference_run.out))), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "demo ['seamless']" in printed and "finding" in printed and "complete" in printed

@@ -15,14 +15,12 @@ import pytest
 import yaml
 
 from conftest import job_dict
-from crossrep.config import load_job
 from crossrep.store import LAYOUT
-from crossrep.launch import launcher
 from helpers import tree_bytes
 
 pytestmark = pytest.mark.e2e
 
-SETTINGS = {"extract.chunk_size": 4, "executor.kind": "debug"}
+SETTINGS = {"extract.chunk_size": 4, "executor.kind": "debug"}  # as conftest.REFERENCE's
 
 
 def crossrep(*args, timeout=600):
@@ -30,15 +28,11 @@ def crossrep(*args, timeout=600):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture(scope="module")
-def complete(tmp_path_factory, demo_root, tiny):
-    """An uninterrupted run of the small job: the bytes every repaired store must equal."""
-    tmp = tmp_path_factory.mktemp("complete")
-    path = tmp / "job.yaml"
-    path.write_text(yaml.safe_dump(job_dict(tmp / "ref", demo_root, tiny, **SETTINGS)))
-    job = load_job(path)
-    launcher(job).run()
-    return job.out
+@pytest.fixture
+def complete(reference_run):
+    """An uninterrupted run of the small job (the session's shared one, made with SETTINGS' extraction
+    settings): the bytes every repaired store must equal."""
+    return reference_run.out
 
 
 @pytest.fixture
