@@ -177,9 +177,9 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
     """The job keys `results.model_dataset` reads, for one simulated model, on one thread."""
     from types import SimpleNamespace
 
-    from crossrep.config import SimilarityConfig
+    from crossrep.config import MeasureSpec, SimilarityConfig
 
-    sim = SimilarityConfig(measures=tuple(measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
+    sim = SimilarityConfig(measures=tuple(MeasureSpec(m) for m in measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
                            baseline_repeats=1, seed=seed, backend="numpy", scheduler="threads", workers=1,
                            families=("crossmodal", "text", "speech"), permutations=permutations,
                            bootstrap=0, jackknife=jackknife)
