@@ -45,11 +45,11 @@ def test_compare_equals_the_stored_score(reference_run, measure):
         x = r.activations("seamless", "text", lang, t_point, sentences="crossmodal")
         y = r.activations("seamless", "speech", lang, s_point, sentences="crossmodal")
         params = {"knn": reference_run.similarity.knn} if measure == "mknn" else {}
-        got = crossrep.compare(x, y, measure=measure, permutations=3, **params)
+        got = crossrep.compare(x, y, measure=measure, permutations=3, jackknife=4, **params)
         assert got.score == pytest.approx(float(ds.crossmodal.sel(pair=pair, lang=lang)), abs=tol)
     a = r.activations("seamless", "text", "eng", t_point, sentences="crosslingual")
     b = r.activations("seamless", "text", "deu", t_point, sentences="crosslingual")
-    got = crossrep.compare(a, b, measure=measure, permutations=3, **params)
+    got = crossrep.compare(a, b, measure=measure, permutations=3, jackknife=4, **params)
     assert got.score == pytest.approx(float(ds.text.sel(text_point=t_point, lang_a="eng", lang_b="deu")), abs=tol)
 
 

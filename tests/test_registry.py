@@ -130,3 +130,10 @@ def test_a_plain_install_has_every_family_and_the_analysis(tmp_path):
     first, families = proc.stdout.splitlines()[:2]
     assert first.startswith(str(target))
     assert families.split() == list(models.families())
+
+
+def test_every_family_is_exercised_by_the_tests():
+    """A family folder without a test of its tiny model fails here, naming it."""
+    texts = [p.read_text() for p in (REPO / "tests").glob("test_*.py") if p.name != "test_registry.py"]
+    untested = [name for name in models.families() if not any(f'"{name}"' in t or f"'{name}'" in t for t in texts)]
+    assert untested == []

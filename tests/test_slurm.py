@@ -144,8 +144,10 @@ def idle(out: Path) -> bool:
                                     for i in ids)
 
 
-def assert_same_results(out: Path, ref: Path) -> None:
+def assert_same_results(out: Path, ref: Path, similarity: bool = True) -> None:
     assert tree_bytes(out / "activations.zarr") == tree_bytes(ref / "activations.zarr")
+    if not similarity:
+        return
     a = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False).load()
     b = xr.open_zarr(ref / "similarity.zarr", group="seamless", consolidated=False).load()
     xr.testing.assert_identical(a, b)
@@ -199,13 +201,13 @@ def test_packed_allocation_runs_one_shard_per_gpu(cluster, reference, tmp_path, 
     profile["extract"]["shards_per_node"] = 2
     (tmp_path / "packed.yaml").write_text(yaml.safe_dump(profile))
     path = slurm_job(tmp_path, demo_root, tiny, profile=tmp_path / "packed.yaml")
-    crossrep("run", path, "--wait")
+    crossrep("run", path, "--wait", "--stages", "extract")  # the downstream jobs: test_demo_job_through_slurm...
     sub = submission(tmp_path / "job")
     assert [len(t["shards"]) for t in sub["extract"]] == [2, 2, 2, 2]
     array = sub["extract"][0]["id"].split("_")[0]
     script = (tmp_path / "job" / "logs" / array / f"{array}_submission.sh").read_text()
     assert "#SBATCH --ntasks-per-node=2" in script and "#SBATCH --gpus-per-node=2" in script
-    assert_same_results(tmp_path / "job", reference)
+    assert_same_results(tmp_path / "job", reference, similarity=False)
 
 
 def test_shards_per_task_share_one_model_load(cluster, reference, tmp_path, demo_root, tiny):
@@ -215,13 +217,13 @@ def test_shards_per_task_share_one_model_load(cluster, reference, tmp_path, demo
     profile["extract"]["shards_per_node"] = 2
     (tmp_path / "packed.yaml").write_text(yaml.safe_dump(profile))
     path = slurm_job(tmp_path, demo_root, tiny, profile=tmp_path / "packed.yaml", **{"extract.shards_per_task": 2})
-    crossrep("run", path, "--wait")
+    crossrep("run", path, "--wait", "--stages", "extract")
     sub = submission(tmp_path / "job")
     assert [len(t["shards"]) for t in sub["extract"]] == [4, 4]
     store = ActivationStore(tmp_path / "job")
     loads = [store.state(k).timing["seconds"]["load"] > 0 for k in shards(load_job(path))]
     assert sum(loads) == 4 and len(loads) == 8
-    assert_same_results(tmp_path / "job", reference)
+    assert_same_results(tmp_path / "job", reference, similarity=False)
 
 
 def test_dry_run_counts_units_per_task(monkeypatch):
