@@ -156,3 +156,6 @@ def test_help_lists_every_model_family():
     text = parser().format_help()
     for f in families().values():
         assert f"  {f.name:<16} {f.line}" in text
+    from crossrep.measures import REGISTRY
+
+    assert "  mknn             knn=10" in text and all(f"\n  {name} " in text for name in REGISTRY)

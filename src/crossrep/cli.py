@@ -29,8 +29,14 @@ to demo. One command writes to an output folder at a time: a second is refused, 
 Outputs: <out>/activations.zarr, <out>/similarity.zarr, <out>/similarity.csv, <out>/figures/,
 <out>/report/index.html (`crossrep report JOB`).
 
+In Python: `crossrep.open(out)` (activations, similarity Datasets, findings, status) and
+`crossrep.compare(x, y, measure=..., **parameters)` for two arrays (README: Python API).
+
 model families (a job's `models[i].adapter`; docs/models.md):
 {families}
+
+measures (a job's `similarity.measures`: a name, or {{name: ..., parameter: value}}; docs/statistics.md):
+{measures}
 """
 
 
@@ -38,6 +44,13 @@ def families() -> str:
     from .models import families
 
     return "\n".join(f"  {f.name:<16} {f.line}" for f in families().values())
+
+
+def measures() -> str:
+    from .measures import REGISTRY, get
+
+    return "\n".join(f"  {name:<16} " + (", ".join(f"{k}={v!r}" for k, v in get(name).params().items()) or "-")
+                     for name in REGISTRY)
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
                     "with a permutation null per cell and sentence-jackknife replicates, draw the figures, test the "
                     "study's six findings (two-sided t tests over languages and sentences, Holm-adjusted per "
                     "finding, intervals that agree with the verdicts) and write a self-contained HTML report.",
-        epilog=EPILOG.format(families=families()), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG.format(families=families(), measures=measures()), formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
     top.add_argument("--version", action="version", version=f"crossrep {__version__}")
