@@ -3,6 +3,7 @@ output folder's lock (held already, and so passed through, when it runs as part 
 
 from __future__ import annotations
 
+from . import progress
 from .config import load_job
 from .lock import folder_lock
 
@@ -12,6 +13,7 @@ def reduce_stage(job_file: str) -> str:
 
     job = load_job(job_file)
     with folder_lock(job.out, f"crossrep reduce {job.name}"):
+        progress.report_to(job.out)
         return str(results.write(job))
 
 
@@ -28,4 +30,5 @@ def aggregate_stage(job_file: str) -> str:
 
     job = load_job(job_file)
     with folder_lock(job.out, f"crossrep aggregate {job.name}"):
+        progress.report_to(job.out)
         return str(aggregate.run(job))

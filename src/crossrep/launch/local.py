@@ -11,6 +11,7 @@ from pathlib import Path
 
 import submitit
 
+from .. import progress
 from ..extract import ShardFailures, run_task
 from ..lock import alive, folder_lock
 from ..plan import shards, units
@@ -41,7 +42,8 @@ class LocalLauncher(Launcher):
                     if self.debug:
                         fn(job_file)
                     else:
-                        self.wait([self.executor(stage).submit(fn, job_file)], f"stage {stage}")
+                        progress.channel(self.job.out).unlink(missing_ok=True)  # an earlier stage's report
+                        self.wait([self.executor(stage).submit(fn, job_file)], f"stage {stage}", relay=True)
 
     def extract(self, job_file: str, indices: list[int], store: ActivationStore) -> None:
         if self.debug:
@@ -66,8 +68,11 @@ class LocalLauncher(Launcher):
         where = {i: (str(j.paths.stderr), errors.get(k)) for k, (j, g) in enumerate(zip(jobs, groups)) for i in g}
         report_shards(store, self.job, indices, where)
 
-    def wait(self, jobs: list, stage: str) -> None:
+    def wait(self, jobs: list, stage: str, relay: bool = False) -> None:
+        """Wait for `jobs`; with `relay`, show the progress and stage lines they report (crossrep.progress)."""
         try:
+            if relay:
+                progress.relay(self.job.out, lambda: not all(j.done() for j in jobs))
             while not all(j.done() for j in jobs):
                 time.sleep(0.2)
         except KeyboardInterrupt:
