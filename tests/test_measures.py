@@ -151,7 +151,7 @@ def test_pwcca_of_a_constant_representation_is_zero():
     assert pair_matrix("pwcca", [a], [b], [(0, 0)])[0, 0] == 0.0
 
 
-@pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn"])
+@pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn", "procrustes", "rsa"])
 def test_permuted_prepared_form_equals_preparing_the_permuted_rows(name):
     """The permutation null permutes prepared forms; that must equal preparing the shuffled activations."""
     rng = np.random.default_rng(7)
@@ -187,3 +187,36 @@ def test_measures_own_their_parameters_and_check_them():
     x = np.random.default_rng(0).standard_normal((12, 4))
     with pytest.raises(ValueError, match="knn: 12 neighbours need more than 12 sentences, got 12"):
         measures.get("mknn", knn=12).prepare(x)
+
+
+def procrustes_reference(x, y):
+    """From the definition, with scipy's orthogonal Procrustes rotation: max over orthogonal R of
+    <X R, Y> / (|X| |Y|) for centred X and Y (zero-padded to the same width)."""
+    from scipy.linalg import orthogonal_procrustes
+
+    x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+    width = max(x.shape[1], y.shape[1])
+    x, y = np.pad(x, ((0, 0), (0, width - x.shape[1]))), np.pad(y, ((0, 0), (0, width - y.shape[1])))
+    r, _ = orthogonal_procrustes(x, y)
+    return np.sum((x @ r) * y) / (np.linalg.norm(x) * np.linalg.norm(y))
+
+
+def rsa_reference(x, y):
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    return spearmanr(pdist(x, "correlation"), pdist(y, "correlation")).statistic
+
+
+@pytest.mark.parametrize("measure, reference", [("procrustes", procrustes_reference), ("rsa", rsa_reference)])
+def test_shape_measures_equal_their_definitions(measure, reference):
+    rng = np.random.default_rng(11)
+    for n, dx, dy in ((30, 8, 12), (40, 50, 20), (25, 5, 5)):
+        shared = rng.standard_normal((n, 4))
+        x = shared @ rng.standard_normal((4, dx)) + 0.7 * rng.standard_normal((n, dx))
+        y = shared @ rng.standard_normal((4, dy)) + 0.7 * rng.standard_normal((n, dy))
+        got = measures.get(measure).score(x, y)
+        assert got == pytest.approx(reference(x, y), abs=1e-10)
+        assert measures.get(measure).score(x, x) == pytest.approx(1.0, abs=1e-10)
+    q, _ = np.linalg.qr(rng.standard_normal((5, 5)))  # a rotation and a scale change no shape
+    assert measures.get("procrustes").score(x, 3.0 * x @ q) == pytest.approx(1.0, abs=1e-10)

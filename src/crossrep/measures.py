@@ -286,6 +286,69 @@ class MutualKNN(GramMeasure):
         return vec.ravel() / np.sqrt(n * k)
 
 
+@register
+@dataclass(frozen=True)
+class Procrustes(Measure):
+    """Orthogonal Procrustes similarity of the centred representations, ||X^T Y||_* / (||X||_F ||Y||_F): the
+    cosine of netrep's angular shape distance at alpha = 1 (Williams et al. 2021). Invariant to rotations and
+    isotropic scaling, not to other linear maps. Prepared once as B = U S / ||S|| (the thin SVD of the centred
+    X, n x r), since ||X^T Y||_* = ||Bx^T By||_* for orthogonal right factors: a pair costs an r x r SVD, not a
+    features x features one."""
+
+    name = "procrustes"
+
+    def prepare(self, x):
+        xp = array_module(x)
+        x = xp.asarray(x, dtype=xp.float64)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError("activations contain NaN or infinity")
+        x = x - x.mean(axis=0, keepdims=True)
+        u, sv, _ = xp.linalg.svd(x, full_matrices=False)
+        norm = float(xp.sqrt((sv * sv).sum()))
+        return u * (sv / norm if norm > 0 else sv)
+
+    def permute(self, rep, order):
+        return rep[array_module(rep).asarray(order)]
+
+    def sentences(self, rep) -> int:
+        return rep.shape[0]
+
+    def scores(self, reps_a, reps_b, pairs):
+        xp = array_module(reps_a[0])
+        out = np.full((len(reps_a), len(reps_b)), np.nan)
+        for i, j in pairs:
+            out[i, j] = float(xp.linalg.svd(reps_a[i].T @ reps_b[j], compute_uv=False).sum())
+        return out
+
+
+@register
+@dataclass(frozen=True)
+class RSA(GramMeasure):
+    """Representational similarity analysis (Kriegeskorte et al. 2008): the Spearman correlation of the two
+    representational dissimilarity matrices (1 - Pearson r between sentence vectors), over their upper
+    triangles. Prepared as the symmetric matrix of the upper triangle's standardised ranks (zero diagonal, unit
+    norm), so a pair is one inner product and a sentence permutation permutes its rows and columns. Ranks are
+    ordinal (ties in float dissimilarities are left in index order)."""
+
+    name = "rsa"
+
+    def matrix(self, x):
+        xp = array_module(x)
+        n = x.shape[0]
+        z = x - x.mean(axis=1, keepdims=True)
+        norms = xp.linalg.norm(z, axis=1, keepdims=True)
+        z = z / xp.where(norms == 0, 1.0, norms)
+        rdm = 1.0 - z @ z.T
+        i, j = xp.triu_indices(n, 1)
+        ranks = xp.empty(i.shape[0])
+        ranks[xp.argsort(rdm[i, j], kind="stable")] = xp.arange(i.shape[0], dtype=xp.float64)
+        ranks -= ranks.mean()
+        out = xp.zeros((n, n))
+        out[i, j] = ranks
+        out[j, i] = ranks
+        return _unit(out)
+
+
 def u_centre(gram):
     """U-centring (Szekely and Rizzo 2014): <u(K), u(L)> / (n (n - 3)) is the unbiased HSIC."""
     xp = array_module(gram)
