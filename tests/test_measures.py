@@ -151,7 +151,7 @@ def test_pwcca_of_a_constant_representation_is_zero():
     assert pair_matrix("pwcca", [a], [b], [(0, 0)])[0, 0] == 0.0
 
 
-@pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn", "procrustes", "rsa"])
+@pytest.mark.parametrize("name", ["svcca", "pwcca", "cka", "cka_debiased", "mknn", "procrustes", "rsa", "cknna"])
 def test_permuted_prepared_form_equals_preparing_the_permuted_rows(name):
     """The permutation null permutes prepared forms; that must equal preparing the shuffled activations."""
     rng = np.random.default_rng(7)
@@ -220,3 +220,46 @@ def test_shape_measures_equal_their_definitions(measure, reference):
         assert measures.get(measure).score(x, x) == pytest.approx(1.0, abs=1e-10)
     q, _ = np.linalg.qr(rng.standard_normal((5, 5)))  # a rotation and a scale change no shape
     assert measures.get("procrustes").score(x, 3.0 * x @ q) == pytest.approx(1.0, abs=1e-10)
+
+
+def cknna_reference(x, y, k):
+    """From Huh et al.'s definition, entry by entry: rows L2-normalised, inner-product kernels, each sentence's
+    k nearest others; HSIC_u written as Song et al.'s eq. 5 with explicit sums."""
+    def kernel(z):
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+        return z @ z.T
+
+    def neighbours(kern):
+        n = len(kern)
+        return [set(sorted((j for j in range(n) if j != i), key=lambda j: -kern[i, j])[:k]) for i in range(n)]
+
+    def hsic(a, b):
+        n = len(a)
+        a, b = a.copy(), b.copy()
+        np.fill_diagonal(a, 0)
+        np.fill_diagonal(b, 0)
+        trace_ab = sum(a[i, j] * b[j, i] for i in range(n) for j in range(n))
+        ones = np.ones(n)
+        return (trace_ab + (ones @ a @ ones) * (ones @ b @ ones) / ((n - 1) * (n - 2))
+                - 2 / (n - 2) * (ones @ a @ b @ ones)) / (n * (n - 3))
+
+    def masked(kern, nk, nl):
+        n = len(kern)
+        return np.array([[kern[i, j] if (j in nk[i] and j in nl[i]) else 0.0 for j in range(n)] for i in range(n)])
+
+    kx, ky = kernel(x), kernel(y)
+    nx, ny = neighbours(kx), neighbours(ky)
+    return hsic(masked(kx, nx, ny), masked(ky, nx, ny)) / np.sqrt(hsic(masked(kx, nx, nx), masked(kx, nx, nx))
+                                                                   * hsic(masked(ky, ny, ny), masked(ky, ny, ny)))
+
+
+def test_cknna_equals_its_definition():
+    rng = np.random.default_rng(13)
+    for n, dx, dy, k in ((30, 8, 12, 5), (24, 40, 6, 3)):
+        shared = rng.standard_normal((n, 4))
+        x = shared @ rng.standard_normal((4, dx)) + 0.7 * rng.standard_normal((n, dx))
+        y = shared @ rng.standard_normal((4, dy)) + 0.7 * rng.standard_normal((n, dy))
+        assert measures.get("cknna", knn=k).score(x, y) == pytest.approx(cknna_reference(x, y, k), abs=1e-10)
+        assert measures.get("cknna", knn=k).score(x, x) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="knn: 24 neighbours need more than 24 sentences"):
+        measures.get("cknna", knn=24).prepare(x)

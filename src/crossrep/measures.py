@@ -349,6 +349,72 @@ class RSA(GramMeasure):
         return _unit(out)
 
 
+@register
+@dataclass(frozen=True)
+class CKNNA(Measure):
+    """CKNNA (Huh et al. 2024, platonic-rep): CKA on the kernel restricted to mutual nearest neighbours. Rows are
+    L2-normalised (as platonic-rep's pipeline feeds them), K = Z Z^T; each sentence's `knn` nearest neighbours
+    by K, never itself; for a pair the mask keeps the entries (i, j) where j is among i's neighbours in both;
+    the score is HSIC_u(mask K, mask L) / sqrt(HSIC_u(Mk K, Mk K) HSIC_u(Ml L, Ml L)), HSIC_u Song et al.'s
+    unbiased estimator on the masked (not symmetrised) kernels. Without platonic-rep's 1e-6 in the denominator:
+    a representation whose masked kernel has no variance scores NaN rather than a number near 0."""
+
+    knn: int = 10
+
+    name = "cknna"
+
+    def check(self):
+        if not isinstance(self.knn, int) or self.knn < 1:
+            raise ValueError(f"knn: expected a whole number of neighbours >= 1, got {self.knn!r}")
+
+    def prepare(self, x):
+        xp = array_module(x)
+        x = xp.asarray(x, dtype=xp.float64)
+        if not bool(xp.isfinite(x).all()):
+            raise ValueError("activations contain NaN or infinity")
+        n = x.shape[0]
+        if self.knn >= n or n < 4:
+            raise ValueError(f"knn: {self.knn} neighbours need more than {self.knn} sentences (and 4 at least), "
+                             f"got {n}")
+        norms = xp.linalg.norm(x, axis=1, keepdims=True)
+        z = x / xp.where(norms == 0, 1.0, norms)
+        k = z @ z.T
+        ranked = k.copy()
+        ranked[xp.arange(n), xp.arange(n)] = -xp.inf
+        order = xp.argsort(-ranked, axis=1, kind="stable")[:, :self.knn]
+        mask = xp.zeros((n, n))
+        mask[xp.arange(n)[:, None], order] = 1.0
+        return k, mask, _hsic_u(mask * k, mask * k)
+
+    def permute(self, rep, order):
+        k, mask, own = rep
+        order = array_module(k).asarray(order)
+        return k[order][:, order], mask[order][:, order], own
+
+    def sentences(self, rep) -> int:
+        return rep[0].shape[0]
+
+    def scores(self, reps_a, reps_b, pairs):
+        out = np.full((len(reps_a), len(reps_b)), np.nan)
+        for i, j in pairs:
+            (k, mk, own_k), (l_, ml, own_l) = reps_a[i], reps_b[j]
+            both = mk * ml
+            with np.errstate(all="ignore"):
+                out[i, j] = _hsic_u(both * k, both * l_) / np.sqrt(own_k * own_l)
+        return out
+
+
+def _hsic_u(a, b) -> float:
+    """Song et al.'s (2012) unbiased HSIC of two n x n kernels (their diagonals set to 0)."""
+    xp = array_module(a)
+    n = a.shape[0]
+    a, b = a.copy(), b.copy()
+    a[xp.arange(n), xp.arange(n)] = 0.0
+    b[xp.arange(n), xp.arange(n)] = 0.0
+    value = (a * b.T).sum() + a.sum() * b.sum() / ((n - 1) * (n - 2)) - 2.0 * (a.sum(axis=0) @ b.sum(axis=1)) / (n - 2)
+    return float(value / (n * (n - 3)))
+
+
 def u_centre(gram):
     """U-centring (Szekely and Rizzo 2014): <u(K), u(L)> / (n (n - 3)) is the unbiased HSIC."""
     xp = array_module(gram)
