@@ -23,7 +23,7 @@ LAYERS = [
     ["models"],
     ["store"],
     ["plan"],
-    ["extract", "prefetch", "timing", "measures", "svcca", "families", "stats"],
+    ["extract", "prefetch", "timing", "measures", "retrieve", "svcca", "families", "stats"],
     ["reduce", "scheduler"],
     ["results"],
     ["analysis"],

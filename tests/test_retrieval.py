@@ -1,0 +1,62 @@
+"""crossrep.retrieval against a brute-force implementation of cosine and ratio-margin retrieval (Artetxe and
+Schwenk 2019), written entry by entry; blocks, ties and centring."""
+
+import numpy as np
+import pytest
+
+import crossrep
+
+pytestmark = pytest.mark.unit
+
+
+def reference(src, tgt, scoring, k, center):
+    """Every score computed on its own; the best target the first of the highest."""
+    if center:
+        src, tgt = src - src.mean(axis=0), tgt - tgt.mean(axis=0)
+    n = len(src)
+
+    def cos(u, v):
+        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)))
+
+    sims = [[cos(src[i], tgt[j]) for j in range(n)] for i in range(n)]
+    if scoring == "margin":
+        fwd = [np.mean(sorted(sims[i], reverse=True)[:k]) for i in range(n)]
+        bwd = [np.mean(sorted((sims[i][j] for i in range(n)), reverse=True)[:k]) for j in range(n)]
+        sims = [[sims[i][j] / ((fwd[i] + bwd[j]) / 2) for j in range(n)] for i in range(n)]
+    best = []
+    for row in sims:
+        top = max(row)
+        best.append(next(j for j, v in enumerate(row) if v == top))
+    best = np.array(best)
+    return float((best == np.arange(n)).mean()), best
+
+
+@pytest.mark.parametrize("scoring", ["cosine", "margin"])
+@pytest.mark.parametrize("center", [False, True])
+def test_equals_brute_force_in_any_block_size(scoring, center):
+    rng = np.random.default_rng(3)
+    shared = rng.standard_normal((60, 16))
+    src = shared + 0.8 * rng.standard_normal((60, 16)) + 1.0  # a common offset: what centring removes
+    tgt = shared + 0.8 * rng.standard_normal((60, 16))
+    want, want_idx = reference(src, tgt, scoring, 4, center)
+    for block in (7, 60, 256):
+        got, idx = crossrep.retrieval(src, tgt, scoring=scoring, k=4, center=center, indices=True, block=block)
+        assert got == want and np.array_equal(idx, want_idx)
+    assert 0.2 < want < 1.0  # neither trivial nor impossible: the comparison means something
+
+
+def test_chance_ties_and_centring():
+    rng = np.random.default_rng(4)
+    noise = [crossrep.retrieval(rng.standard_normal((200, 8)), rng.standard_normal((200, 8))) for _ in range(20)]
+    assert abs(np.mean(noise) - 1 / 200) < 0.01  # unrelated arrays: chance 1/N
+    x = rng.standard_normal((10, 4))
+    tgt = np.repeat(x[:5], 2, axis=0)  # targets 2i and 2i + 1 are equal
+    acc, idx = crossrep.retrieval(tgt, tgt, indices=True)
+    assert np.array_equal(idx, np.repeat(np.arange(0, 10, 2), 2)) and acc == 0.5  # ties: the lowest index
+    shared = rng.standard_normal((100, 8))
+    a, b = shared + 0.3 * rng.standard_normal((100, 8)) + 5.0, shared + 0.3 * rng.standard_normal((100, 8)) - 5.0
+    assert crossrep.retrieval(a, b, center=True) > crossrep.retrieval(a, b) + 0.5  # offsets hide the match
+    with pytest.raises(ValueError, match="scoring: expected one of cosine, margin"):
+        crossrep.retrieval(a, b, scoring="csls")
+    with pytest.raises(ValueError, match="k: between 1 and 99"):
+        crossrep.retrieval(a, b, scoring="margin", k=100)
