@@ -196,11 +196,7 @@ class GramMeasure(Measure):
     """A measure that is the inner product of two prepared unit vectors, each a flattened n x n matrix."""
 
     def prepare(self, x):
-        xp = array_module(x)
-        x = xp.asarray(x, dtype=xp.float64)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError("activations contain NaN or infinity")
-        return self.matrix(x)
+        return self.matrix(_finite64(x))
 
     @abstractmethod
     def matrix(self, x):
@@ -231,6 +227,41 @@ class GramMeasure(Measure):
         for i, j in pairs:
             out[i, j] = prod[r[i], c[j]]
         return out
+
+
+def _finite64(x):
+    """`x` as float64 in its array module, refused where it holds NaN or infinity."""
+    xp = array_module(x)
+    x = xp.asarray(x, dtype=xp.float64)
+    if not bool(xp.isfinite(x).all()):
+        raise ValueError("activations contain NaN or infinity")
+    return x
+
+
+def unit_rows(x):
+    """Each row scaled to unit L2 norm (a zero row stays zero)."""
+    xp = array_module(x)
+    norms = xp.linalg.norm(x, axis=1, keepdims=True)
+    return x / xp.where(norms == 0, 1.0, norms)
+
+
+def _check_knn(knn) -> None:
+    if not isinstance(knn, int) or knn < 1:
+        raise ValueError(f"knn: expected a whole number of neighbours >= 1, got {knn!r}")
+
+
+def _neighbours(sims, knn: int):
+    """The n x n 0/1 matrix of each row's `knn` most similar others by `sims` (never itself; ties: lower index)."""
+    xp = array_module(sims)
+    n = sims.shape[0]
+    if knn >= n:
+        raise ValueError(f"knn: {knn} neighbours need more than {knn} sentences, got {n}")
+    ranked = sims.copy()
+    ranked[xp.arange(n), xp.arange(n)] = -xp.inf
+    order = xp.argsort(-ranked, axis=1, kind="stable")[:, :knn]
+    mask = xp.zeros((n, n))
+    mask[xp.arange(n)[:, None], order] = 1.0
+    return mask
 
 
 def _unit(gram):
@@ -267,23 +298,11 @@ class MutualKNN(GramMeasure):
     name = "mknn"
 
     def check(self):
-        if not isinstance(self.knn, int) or self.knn < 1:
-            raise ValueError(f"knn: expected a whole number of neighbours >= 1, got {self.knn!r}")
+        _check_knn(self.knn)
 
     def matrix(self, x):
-        xp = array_module(x)
-        n = x.shape[0]
-        k = self.knn
-        if k >= n:
-            raise ValueError(f"knn: {k} neighbours need more than {k} sentences, got {n}")
-        norms = xp.linalg.norm(x, axis=1, keepdims=True)
-        z = x / xp.where(norms == 0, 1.0, norms)
-        sims = z @ z.T
-        sims[xp.arange(n), xp.arange(n)] = -xp.inf
-        order = xp.argsort(-sims, axis=1, kind="stable")[:, :k]
-        vec = xp.zeros((n, n))
-        vec[xp.arange(n)[:, None], order] = 1.0
-        return vec.ravel() / np.sqrt(n * k)
+        z = unit_rows(x)
+        return _neighbours(z @ z.T, self.knn).ravel() / np.sqrt(x.shape[0] * self.knn)
 
 
 @register
@@ -299,9 +318,7 @@ class Procrustes(Measure):
 
     def prepare(self, x):
         xp = array_module(x)
-        x = xp.asarray(x, dtype=xp.float64)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError("activations contain NaN or infinity")
+        x = _finite64(x)
         x = x - x.mean(axis=0, keepdims=True)
         u, sv, _ = xp.linalg.svd(x, full_matrices=False)
         norm = float(xp.sqrt((sv * sv).sum()))
@@ -335,9 +352,7 @@ class RSA(GramMeasure):
     def matrix(self, x):
         xp = array_module(x)
         n = x.shape[0]
-        z = x - x.mean(axis=1, keepdims=True)
-        norms = xp.linalg.norm(z, axis=1, keepdims=True)
-        z = z / xp.where(norms == 0, 1.0, norms)
+        z = unit_rows(x - x.mean(axis=1, keepdims=True))
         rdm = 1.0 - z @ z.T
         i, j = xp.triu_indices(n, 1)
         ranks = xp.empty(i.shape[0])
@@ -364,26 +379,15 @@ class CKNNA(Measure):
     name = "cknna"
 
     def check(self):
-        if not isinstance(self.knn, int) or self.knn < 1:
-            raise ValueError(f"knn: expected a whole number of neighbours >= 1, got {self.knn!r}")
+        _check_knn(self.knn)
 
     def prepare(self, x):
-        xp = array_module(x)
-        x = xp.asarray(x, dtype=xp.float64)
-        if not bool(xp.isfinite(x).all()):
-            raise ValueError("activations contain NaN or infinity")
-        n = x.shape[0]
-        if self.knn >= n or n < 4:
-            raise ValueError(f"knn: {self.knn} neighbours need more than {self.knn} sentences (and 4 at least), "
-                             f"got {n}")
-        norms = xp.linalg.norm(x, axis=1, keepdims=True)
-        z = x / xp.where(norms == 0, 1.0, norms)
+        x = _finite64(x)
+        if x.shape[0] < 4:
+            raise ValueError(f"the unbiased HSIC needs 4 sentences at least, got {x.shape[0]}")
+        z = unit_rows(x)
         k = z @ z.T
-        ranked = k.copy()
-        ranked[xp.arange(n), xp.arange(n)] = -xp.inf
-        order = xp.argsort(-ranked, axis=1, kind="stable")[:, :self.knn]
-        mask = xp.zeros((n, n))
-        mask[xp.arange(n)[:, None], order] = 1.0
+        mask = _neighbours(k, self.knn)
         return k, mask, _hsic_u(mask * k, mask * k)
 
     def permute(self, rep, order):

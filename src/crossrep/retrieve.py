@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .measures import unit_rows
 from .svcca import array_module
 
 BLOCK = 256  # source rows whose scores against every target are held at once
@@ -34,7 +35,7 @@ def retrieval(src, tgt, scoring: str = "cosine", k: int = 4, center: bool = Fals
         raise ValueError(f"k: between 1 and {n - 1} neighbours, got {k}")
     if not (bool(xp.isfinite(src).all()) and bool(xp.isfinite(tgt).all())):
         raise ValueError("activations contain NaN or infinity")
-    a, b = _unit(src, center, xp), _unit(tgt, center, xp)
+    a, b = _unit(src, center), _unit(tgt, center)
     if scoring == "margin":
         forward = xp.concatenate([_top_mean(a[s:s + block] @ b.T, k, xp) for s in range(0, n, block)])
         backward = xp.concatenate([_top_mean(b[s:s + block] @ a.T, k, xp) for s in range(0, n, block)])
@@ -50,11 +51,8 @@ def retrieval(src, tgt, scoring: str = "cosine", k: int = 4, center: bool = Fals
     return (accuracy, best) if indices else accuracy
 
 
-def _unit(x, center: bool, xp):
-    if center:
-        x = x - x.mean(axis=0, keepdims=True)
-    norms = xp.linalg.norm(x, axis=1, keepdims=True)
-    return x / xp.where(norms == 0, 1.0, norms)
+def _unit(x, center: bool):
+    return unit_rows(x - x.mean(axis=0, keepdims=True) if center else x)
 
 
 def _top_mean(scores, k: int, xp):
