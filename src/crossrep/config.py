@@ -109,6 +109,27 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class RetrievalConfig:
+    """Top-1 retrieval per point (crossrep.readout): which scorings, the margin's neighbours, centring."""
+
+    scorings: tuple[str, ...]  # cosine and/or margin; empty: no retrieval
+    k: int  # neighbours of the ratio margin, in both directions
+    center: bool  # remove each representation's mean vector (per language, modality and point) first
+    bootstrap: int  # sentence-bootstrap replicates of each cell's per-query hits (0: none)
+
+
+@dataclass(frozen=True)
+class ProbesConfig:
+    """Linear probes per point (crossrep.readout): language identity per modality and pooled, modality."""
+
+    enabled: bool
+    folds: int  # cross-validation folds, grouped by sentence id
+    permutations: int  # held-out label permutations (within each sentence id): chance level and p-value
+    bootstrap: int  # sentence-id bootstrap replicates of the per-row hits, for the interval
+    c: float  # inverse L2 regularisation of the logistic regression (scikit-learn's C)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     kind: str  # local (subprocesses through submitit), debug (in process) or slurm
     workers: int  # local: extraction tasks running at once
@@ -126,6 +147,8 @@ class Job:
     similarity: SimilarityConfig
     executor: ExecutorConfig
     analysis: AnalysisConfig
+    retrieval: RetrievalConfig
+    probes: ProbesConfig
     source: str = field(default="", compare=False)
 
     def model(self, name: str) -> ModelConfig:
@@ -161,6 +184,8 @@ class Job:
             "analysis": {"alpha": self.analysis.alpha, "language_bootstrap": self.analysis.language_bootstrap,
                          "seed": self.analysis.seed, "tsne": {**vars(self.analysis.tsne),
                                                               "points": dict(self.analysis.tsne.points)}},
+            "retrieval": {**vars(self.retrieval), "scorings": list(self.retrieval.scorings)},
+            "probes": vars(self.probes).copy(),
         }
 
 
@@ -267,7 +292,7 @@ def _index(part: str, node: list, key: str) -> int:
 
 # ---------------------------------------------------------------- validation
 
-_TOP = ("name", "out", "data", "models", "extract", "similarity", "executor", "analysis")
+_TOP = ("name", "out", "data", "models", "extract", "similarity", "executor", "analysis", "retrieval", "probes")
 
 
 class Section:
@@ -422,8 +447,45 @@ def parse_job(raw: dict, source: str = "") -> Job:
         raise ConfigError("executor.cluster: required with executor.kind slurm (a profile such as horeka or dev, "
                           "or a path to one)")
     x.done()
+    retrieval = _retrieval(Section(top.get("retrieval", None), "retrieval", required=False), data, models)
+    probes = _probes(Section(top.get("probes", None), "probes", required=False), data, models)
     top.done()
-    return Job(name, out, data, models, extract, similarity, executor, analysis, source)
+    return Job(name, out, data, models, extract, similarity, executor, analysis, retrieval, probes, source)
+
+
+SCORINGS = ("cosine", "margin")
+
+
+def _retrieval(r: Section, data: DataConfig, models: tuple[ModelConfig, ...]) -> RetrievalConfig:
+    raw = r.get("scorings", list(SCORINGS))
+    raw = [raw] if isinstance(raw, str) else raw
+    if not isinstance(raw, list) or any(x not in SCORINGS for x in raw) or len(set(raw)) != len(raw):
+        raise ConfigError(f"{r.key('scorings')}: expected a list of distinct scorings from {', '.join(SCORINGS)} "
+                          f"([] for no retrieval), got {raw!r}")
+    out = RetrievalConfig(scorings=tuple(raw), k=r.int("k", 4, minimum=1), center=r.bool("center", False),
+                          bootstrap=r.int("bootstrap", 200))
+    fewest = min([data.crossmodal_sentences] + [m.crosslingual_sentences for m in models])
+    if "margin" in out.scorings and out.k >= fewest:
+        raise ConfigError(f"{r.key('k')}: the margin's {out.k} neighbours need more candidates than that, and the "
+                          f"job retrieves among as few as {fewest} sentences: use at most {fewest - 1}")
+    if out.bootstrap == 1:
+        raise ConfigError(f"{r.key('bootstrap')}: 1 replicate gives no interval; use 0 or at least 2 (default 200)")
+    r.done()
+    return out
+
+
+def _probes(p: Section, data: DataConfig, models: tuple[ModelConfig, ...]) -> ProbesConfig:
+    out = ProbesConfig(enabled=p.bool("enabled", True), folds=p.int("folds", 5, minimum=2),
+                       permutations=p.int("permutations", 1000, minimum=2), bootstrap=p.int("bootstrap", 200),
+                       c=p.float("c", 1.0, low=1e-12))
+    fewest = min(m.crosslingual_sentences for m in models)
+    if out.enabled and out.folds > fewest:
+        raise ConfigError(f"{p.key('folds')}: {out.folds} folds grouped by sentence id need at least as many "
+                          f"sentences, and a model probes as few as {fewest} (its crosslingual_sentences)")
+    if out.bootstrap == 1:
+        raise ConfigError(f"{p.key('bootstrap')}: 1 replicate gives no interval; use 0 or at least 2 (default 200)")
+    p.done()
+    return out
 
 
 DEFAULT_PERMUTATIONS = 4

@@ -135,7 +135,7 @@ def _points(plan, modality: str) -> list:
     return list(plan.points[modality])
 
 
-def _pair_coords(plan) -> dict:
+def pair_coords(plan) -> dict:
     speech = {p.name: p for p in plan.points["speech"]}
     text = {p.name: p for p in plan.points["text"]}
     return {
@@ -148,7 +148,7 @@ def _pair_coords(plan) -> dict:
     }
 
 
-def _point_coords(plan, modality: str, dim: str) -> dict:
+def point_coords(plan, modality: str, dim: str) -> dict:
     pts = _points(plan, modality)
     return {dim: [p.name for p in pts], dim.replace("_point", "_depth"): (dim, [p.depth for p in pts]),
             dim.replace("_point", "_kind"): (dim, [p.kind for p in pts])}
@@ -165,7 +165,7 @@ def _crossmodal(ctx: Context) -> list[Layout]:
                          tuple(Rep(p.name, "speech", s, lang, p.crossmodal_ids[lang]) for lang in p.languages),
                          tuple((i, i) for i in range(len(p.languages))), diagonal=True)
                    for _, t, s in p.pairs)
-    return [Layout("crossmodal", "crossmodal", ("pair", "lang"), {**_pair_coords(p), **_lang_coords(p, ("lang",))},
+    return [Layout("crossmodal", "crossmodal", ("pair", "lang"), {**pair_coords(p), **_lang_coords(p, ("lang",))},
                    blocks, ("lang",), {"point_a": "pair_text_point", "point_b": "pair_speech_point",
                                        "lang_a": "lang", "lang_b": "lang"}, False, True,
                    "text vs speech of one language, on its first N sentence ids", resampled=True)]
@@ -178,7 +178,7 @@ def _crosslingual(ctx: Context, modality: str) -> list[Layout]:
     blocks = tuple(Block(tuple(Rep(p.name, modality, pt.name, lang, ids) for lang in p.languages), None,
                          _upper(len(p.languages))) for pt in _points(p, modality))
     return [Layout(modality, modality, (dim, "lang_a", "lang_b"),
-                   {**_point_coords(p, modality, dim), **_lang_coords(p, ("lang_a", "lang_b"))}, blocks,
+                   {**point_coords(p, modality, dim), **_lang_coords(p, ("lang_a", "lang_b"))}, blocks,
                    ("lang_a", "lang_b"), {"point_a": dim, "point_b": dim, "lang_a": "lang_a", "lang_b": "lang_b"},
                    True, True, f"{modality} of lang_a vs {modality} of lang_b, on the M shared ids (diagonal NaN)",
                    resampled=True)]
@@ -202,7 +202,7 @@ def _text_speech(ctx: Context) -> list[Layout]:
                          tuple(Rep(p.name, "speech", s, lang, ids) for lang in p.languages), _full(n, n))
                    for _, t, s in p.pairs)
     return [Layout("text_speech", "text_speech", ("pair", "lang_a", "lang_b"),
-                   {**_pair_coords(p), **_lang_coords(p, ("lang_a", "lang_b"))}, blocks, ("lang_a", "lang_b"),
+                   {**pair_coords(p), **_lang_coords(p, ("lang_a", "lang_b"))}, blocks, ("lang_a", "lang_b"),
                    {"point_a": "pair_text_point", "point_b": "pair_speech_point", "lang_a": "lang_a",
                     "lang_b": "lang_b"}, False, True, "text of lang_a vs speech of lang_b, on the M shared ids")]
 
@@ -220,7 +220,7 @@ def _crosslayer(ctx: Context) -> list[Layout]:
                                                      for y in pb),
                              _upper(len(pa)) if same else _full(len(pa), len(pb)))
                        for lang in p.languages)
-        coords = {**_lang_coords(p, ("lang",)), **_point_coords(p, ma, dim_a), **_point_coords(p, mb, dim_b)}
+        coords = {**_lang_coords(p, ("lang",)), **point_coords(p, ma, dim_a), **point_coords(p, mb, dim_b)}
         name = f"crosslayer_{ma}" if same else "crosslayer_text_speech"
         out.append(Layout(name, "crosslayer", ("lang", dim_a, dim_b), coords, blocks, ("lang",),
                           {"point_a": dim_a, "point_b": dim_b, "lang_a": "lang", "lang_b": "lang"}, same, False,
@@ -246,7 +246,7 @@ def _crossmodel(ctx: Context) -> list[Layout]:
             blocks = tuple(Block(tuple(Rep(p.name, modality, x.name, lang, ids[lang]) for x in pa),
                                  tuple(Rep(q.name, modality, y.name, lang, ids[lang]) for y in pb),
                                  _full(len(pa), len(pb))) for lang in shared)
-            coords = {dim_l: shared, **_point_coords(p, modality, dim_a), **_point_coords(q, modality, dim_b)}
+            coords = {dim_l: shared, **point_coords(p, modality, dim_a), **point_coords(q, modality, dim_b)}
             out.append(Layout(f"crossmodel_{modality}__{q.name}", "crossmodel", (dim_l, dim_a, dim_b), coords,
                               blocks, (dim_l,), {"point_a": dim_a, "point_b": dim_b, "lang_a": dim_l,
                                                  "lang_b": dim_l}, False, False,

@@ -9,6 +9,11 @@ permutation null and the add-one p-value; V_adjusted (V - null mean) / (1 - null
 bootstrap replicates; V_jack the scores without each sentence group (delete-a-group jackknife); V_baseline the
 measure on random normal arrays of the block's sizes; V_mean the mean over languages with V_ci_sentences and
 V_ci_languages (95 % percentile intervals).
+
+Per readout R (crossrep.readout: retrieval_* with a leading `scoring` dim, probe_*): R the accuracy; R_chance its
+chance level (retrieval 1/N; probes the label-permutation mean) and, for probes, R_p the add-one p-value; R_ci the
+sentence-bootstrap interval of each cell; for retrieval over languages R_mean with R_ci_sentences and
+R_ci_languages as for the families.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import xarray as xr
 import zarr
 
 from . import languages as langs
-from . import measures, progress, stats
+from . import measures, progress, readout, stats
 from .config import Job
 from .errors import StoreError
 from .paths import portable
@@ -47,6 +52,8 @@ class Part(str, Enum):
     JACK = "jack"
     BASELINE = "baseline"
     MEAN = "mean"
+    CHANCE = "chance"
+    CI = "ci"
     CI_SENTENCES = "ci_sentences"
     CI_LANGUAGES = "ci_languages"
 
@@ -65,8 +72,8 @@ class View:
 
     def __init__(self, ds: xr.Dataset, layout: str):
         if layout not in ds:
-            raise KeyError(f"{layout!r}: no such family layout in this Dataset (have "
-                           f"{', '.join(ds.attrs.get('layouts', {}))})")
+            raise KeyError(f"{layout!r}: no such family layout or readout in this Dataset (have "
+                           f"{', '.join([*ds.attrs.get('layouts', {}), *ds.attrs.get('readouts', {})])})")
         self.ds, self.layout = ds, layout
 
     score = _part(Part.SCORE)
@@ -78,6 +85,8 @@ class View:
     jack = _part(Part.JACK)
     baseline = _part(Part.BASELINE)
     mean = _part(Part.MEAN)
+    chance = _part(Part.CHANCE)
+    ci = _part(Part.CI)
     ci_sentences = _part(Part.CI_SENTENCES)
     ci_languages = _part(Part.CI_LANGUAGES)
 
@@ -169,8 +178,47 @@ def _str(values) -> np.ndarray:
 
 
 def model_dataset(job: Job, store, model: str) -> xr.Dataset:
-    """One model's results, computed (crossrep.reduce.model_arrays) and named."""
-    return dataset(job, model_arrays(job, store, model))
+    """One model's results, computed (crossrep.reduce.model_arrays, crossrep.readout.model_tables) and named."""
+    ds = dataset(job, model_arrays(job, store, model))
+    add_readouts(ds, readout.model_tables(job, store, model), job)
+    return ds
+
+
+def add_readouts(ds: xr.Dataset, tables: list, job: Job) -> None:
+    """The retrieval and probe variables (module docstring), with their intervals and means over languages."""
+    count, seed = job.analysis.language_bootstrap, job.analysis.seed
+    info = {}
+    if any(t.lead for t in tables):
+        ds.coords["scoring"] = _str(job.retrieval.scorings)
+    for t in tables:
+        dims = t.lead + t.dims
+        for name, value in t.coords.items():
+            if name not in ds.coords:
+                ds.coords[name] = (value[0], _values(value[1])) if isinstance(value, tuple) else _values(value)
+        ds[var(t.name)] = (dims, t.score)
+        ds[var(t.name, Part.CHANCE)] = (dims, t.chance)
+        if t.p is not None:
+            ds[var(t.name, Part.P)] = (dims, t.p)
+        if t.boot is not None:
+            boot_axis = len(t.lead)
+            ds[var(t.name, Part.CI)] = (dims + ("bound",), stats.interval(t.boot, LEVEL, axis=boot_axis))
+        if t.language_dims:
+            v = ds[t.name]
+            keep = [d for d in v.dims if d not in t.language_dims]
+            ds[var(t.name, Part.MEAN)] = v.mean(t.language_dims, skipna=True)
+            if t.boot is not None:
+                boots = xr.DataArray(t.boot, dims=t.lead + ("boot_r",) + t.dims)
+                means = boots.mean(t.language_dims, skipna=True).transpose("boot_r", *keep).values
+                ds[var(t.name, Part.CI_SENTENCES)] = (tuple(keep) + ("bound",), stats.interval(means, LEVEL))
+            values = v.transpose(*keep, *t.language_dims).values
+            draws = stats.language_indices(v.sizes[t.language_dims[0]], count, seed, t.name)
+            reps = stats.resampled_means(values, len(t.language_dims) == 2, draws)
+            ds[var(t.name, Part.CI_LANGUAGES)] = (tuple(keep) + ("bound",), stats.interval(reps, LEVEL))
+        info[t.name] = {"kind": "retrieval" if t.lead else "probe", "dims": list(dims),
+                        "language_dims": list(t.language_dims), "description": t.description}
+    ds.attrs["readouts"] = info
+    ds.attrs["retrieval"] = {**vars(job.retrieval), "scorings": list(job.retrieval.scorings)}
+    ds.attrs["probes"] = vars(job.probes).copy()
 
 
 # ---------------------------------------------------------------- writing and reading
@@ -216,6 +264,8 @@ def settings(job: Job) -> dict:
         "similarity": {"families": list(sim.families), "baseline_repeats": sim.baseline_repeats, "seed": sim.seed,
                        "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife},
         "analysis": {"language_bootstrap": job.analysis.language_bootstrap, "seed": job.analysis.seed},
+        "retrieval": {**vars(job.retrieval), "scorings": list(job.retrieval.scorings)},
+        "probes": vars(job.probes).copy(),
     }
 
 
@@ -236,7 +286,7 @@ def check(job: Job) -> None:
         if name in old:
             diff += [f"similarity.measures.{name}.{k}: stored {old[name].get(k, '(absent)')!r}, requested {v!r}"
                      for k, v in params.items() if old[name].get(k, ...) != v]
-    for section in ("similarity", "analysis"):
+    for section in ("similarity", "analysis", "retrieval", "probes"):
         have = stored.get(section) or {}
         diff += [f"{section}.{k}: stored {have.get(k, '(absent)')!r}, requested {v!r}"
                  for k, v in wanted[section].items() if have.get(k, ...) != v]
