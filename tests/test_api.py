@@ -63,3 +63,66 @@ def test_the_readme_snippet_runs_on_a_finished_run(reference_run, capsys):
     exec(compile(snippet.replace('"runs/demo"', repr(str(reference_run.out))), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "demo ['seamless']" in printed and "finding" in printed and "complete" in printed
+
+
+def test_stored_retrieval_equals_crossrep_retrieval(reference_run):
+    """Every stored retrieval accuracy of several points and language pairs, recomputed from the stored
+    activations with the public function (both scorings, every direction)."""
+    r = crossrep.open(reference_run.out)
+    ds = r.similarity("seamless").load()
+    langs = list(ds.lang.values)
+    k, checked = reference_run.retrieval.k, 0
+    for s, scoring in enumerate(ds.scoring.values):
+        for pair in ds.pair.values[-3:]:
+            t, sp = str(ds.pair_text_point.sel(pair=pair).values), str(ds.pair_speech_point.sel(pair=pair).values)
+            for a in langs:
+                speech = r.activations("seamless", "speech", a, sp, "crossmodal")
+                text = r.activations("seamless", "text", a, t, "crossmodal")
+                want = crossrep.retrieval(speech, text, scoring=scoring, k=k)
+                assert ds.retrieval_crossmodal.sel(scoring=scoring, pair=pair, lang=a).item() == want
+                b = langs[(langs.index(a) + 1) % len(langs)]
+                want = crossrep.retrieval(r.activations("seamless", "speech", a, sp, "crosslingual"),
+                                          r.activations("seamless", "text", b, t, "crosslingual"), scoring, k)
+                assert ds.retrieval_speech_text.sel(scoring=scoring, pair=pair, lang_a=a, lang_b=b).item() == want
+                checked += 2
+        for modality in ("text", "speech"):
+            dim = f"{modality}_point"
+            for point in ds[dim].values[-2:]:
+                for a in langs:
+                    for b in langs:
+                        got = ds[f"retrieval_{modality}"].sel(scoring=scoring, lang_a=a, lang_b=b, **{dim: point})
+                        if a == b:
+                            assert np.isnan(got.item())
+                            continue
+                        want = crossrep.retrieval(r.activations("seamless", modality, a, str(point), "crosslingual"),
+                                                  r.activations("seamless", modality, b, str(point), "crosslingual"),
+                                                  scoring, k)
+                        assert got.item() == want
+                        checked += 1
+    assert checked > 100
+    n = len(r.store.model("seamless").crosslingual_ids)
+    assert np.allclose(ds.retrieval_text_chance.values[np.isfinite(ds.retrieval_text.values)], 1 / n)
+    ci = ds.retrieval_text_ci.values
+    score = ds.retrieval_text.values[..., None]
+    fin = np.isfinite(score[..., 0])
+    assert (ci[fin][:, 0] <= score[fin][:, 0] + 1e-12).all() and (ci[fin][:, 1] >= score[fin][:, 0] - 1e-12).all()
+
+
+def test_stored_probe_equals_a_direct_probe(reference_run):
+    """A stored language probe, recomputed from the stored activations with crossrep.probes."""
+    from crossrep.probes import probe
+
+    r = crossrep.open(reference_run.out)
+    ds = r.similarity("seamless").load()
+    plan = r.store.model("seamless")
+    cfg = reference_run.probes
+    point = str(ds.text_point.values[-1])
+    x = np.concatenate([r.activations("seamless", "text", lang, point, "crosslingual") for lang in plan.languages])
+    labels = np.repeat(np.arange(len(plan.languages)), len(plan.crosslingual_ids))
+    groups = np.tile(np.array(plan.crosslingual_ids), len(plan.languages))
+    got = probe(x, labels, groups, cfg.folds, cfg.permutations, cfg.bootstrap, cfg.c, reference_run.similarity.seed,
+                f"seamless/probe_language_text/{point}")
+    assert ds.probe_language_text.sel(text_point=point).item() == got.accuracy
+    assert ds.probe_language_text_p.sel(text_point=point).item() == got.p
+    assert ds.probe_language_text_chance.sel(text_point=point).item() == got.chance
+    assert got.accuracy > 0.5 > 1 / len(plan.languages)  # the tiny model's text tells its languages apart

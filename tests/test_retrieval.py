@@ -60,3 +60,64 @@ def test_chance_ties_and_centring():
         crossrep.retrieval(a, b, scoring="csls")
     with pytest.raises(ValueError, match="k: between 1 and 99"):
         crossrep.retrieval(a, b, scoring="margin", k=100)
+
+
+def predicted_accuracy(n: int, signal: float) -> float:
+    """P(correct) when targets are orthogonal rows of one norm r and sources add Gaussian noise of size sigma,
+    signal = r / sigma: row i is found iff z_ij - z_ii < signal for every j != i (z iid standard normal, the noise's
+    projections on the targets), integrated over z_ii."""
+    from scipy import integrate, stats
+
+    return integrate.quad(lambda z: stats.norm.pdf(z) * stats.norm.cdf(z + signal) ** (n - 1), -10, 10)[0]
+
+
+def test_planted_noise_gives_the_predicted_accuracy():
+    n, d, r, sigma = 100, 128, 3.0, 1.2
+    rng = np.random.default_rng(5)
+    got = []
+    for _ in range(30):
+        q = np.linalg.qr(rng.standard_normal((d, d)))[0][:n]  # orthonormal rows
+        tgt = r * q
+        src = tgt + sigma * rng.standard_normal((n, d))
+        got.append(crossrep.retrieval(src, tgt))
+    want = predicted_accuracy(n, r / sigma)
+    se = np.sqrt(want * (1 - want) / (30 * n))
+    assert 0.3 < want < 0.9 and abs(np.mean(got) - want) < 4 * se, (np.mean(got), want, se)
+
+
+def test_pure_noise_within_binomial_limits_of_chance():
+    rng = np.random.default_rng(6)
+    n, reps = 200, 25
+    for scoring in ("cosine", "margin"):
+        hits = sum(crossrep.retrieval(rng.standard_normal((n, 8)), rng.standard_normal((n, 8)), scoring=scoring) * n
+                   for _ in range(reps))
+        mean, sd = reps, np.sqrt(reps * n * (1 / n) * (1 - 1 / n))  # hits ~ Binomial(reps * n, 1 / n)
+        assert abs(hits - mean) < 3.5 * sd, (scoring, hits, mean, sd)
+
+
+def test_margin_beats_cosine_on_a_planted_hub():
+    rng = np.random.default_rng(7)
+    n, d = 80, 32
+    shared = rng.standard_normal((n, d))
+    src = shared + 0.9 * rng.standard_normal((n, d))
+    tgt = shared + 0.9 * rng.standard_normal((n, d))
+    hub = rng.standard_normal(d)
+    tgt[0] = hub / np.linalg.norm(hub)  # target 0 points where every source leans: a hub
+    src += 4.0 * tgt[0]
+    _, cos_idx = crossrep.retrieval(src, tgt, indices=True)
+    _, mar_idx = crossrep.retrieval(src, tgt, scoring="margin", indices=True)
+    assert (cos_idx == 0).sum() >= 30 and (mar_idx == 0).sum() <= 8  # the hub draws cosine, not the margin
+    assert (mar_idx == np.arange(n)).mean() > (cos_idx == np.arange(n)).mean() + 0.2
+
+
+@pytest.mark.parametrize("block", [9, 256])
+def test_one_pass_gives_both_directions(block):
+    from crossrep.retrieve import prepare, retrieved
+
+    rng = np.random.default_rng(8)
+    shared = rng.standard_normal((50, 12))
+    a, b = shared + rng.standard_normal((50, 12)), shared + rng.standard_normal((50, 12))
+    got = retrieved(prepare(a, False), prepare(b, False), ("cosine", "margin"), 4, block)
+    for scoring in ("cosine", "margin"):
+        assert np.array_equal(got[scoring][0], reference(a, b, scoring, 4, False)[1])
+        assert np.array_equal(got[scoring][1], reference(b, a, scoring, 4, False)[1])
