@@ -8,6 +8,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from crossrep import measures, progress, results
@@ -16,7 +17,7 @@ from crossrep.paths import portable
 from crossrep.plan import open_checked
 from crossrep.version import __version__
 
-from . import figures, findings, report, tokens, tsne
+from . import figures, findings, readouts, report, tokens, tsne
 
 
 def run(job: Job) -> Path:
@@ -35,6 +36,7 @@ def run(job: Job) -> Path:
     with progress.bar(5, "aggregate", "step") as bar:
         with progress.stage("aggregate: figures"):
             figures.draw(full, out, names, a.language_bootstrap, a.seed)
+            readout_figures = readouts.draw(full, out, a.language_bootstrap, a.seed)
         bar.update()
         with progress.stage("aggregate: t-SNE"):
             tsne.run(job, out)
@@ -46,6 +48,7 @@ def run(job: Job) -> Path:
             decided = _findings(job, store, full, sharing)
             drawn = _move_figures(out, target)
             record = _record(job, store, decided, started, drawn)
+            record["readouts"] = _readouts(job, full, readout_figures)
             _write_json(job.out / "findings.json", record)
             pd.DataFrame(findings.as_dicts(decided)).to_csv(job.out / "findings.csv", index=False,
                                                             float_format="%.6g")
@@ -83,6 +86,32 @@ def _findings(job: Job, store, full: dict, sharing: dict) -> list:
         tested += findings.test_model(full[m.name], m.name, store.model(m.name).adapter, sharing[m.name])
     suffixes = {measure: ("" if k == 0 else f"_{measure}") for k, measure in enumerate(job.similarity.measure_names)}
     return findings.decide(tested, job.analysis.alpha, suffixes)
+
+
+def _readouts(job: Job, full: dict, drawn: list[str]) -> dict:
+    """What the report's "Retrieval and probes" section states: per model and scoring the depth at which speech
+    first retrieves its own transcript above chance (analysis.readouts), and each probe at its last point and
+    at its best."""
+    tests = [readouts.onset_tests(full[m.name], m.name, job.analysis.alpha) for m in job.models]
+    tests = pd.concat([t for t in tests if len(t)]) if any(len(t) for t in tests) else pd.DataFrame()
+    if len(tests):
+        tests.to_csv(job.out / "retrieval_onset.csv", index=False, float_format="%.6g")
+    probe_rows = []
+    for m in job.models:
+        ds = full[m.name]
+        for name, dim, _, label in readouts.PROBES:
+            if name not in ds:
+                continue
+            v = results.view(ds, name)
+            for which, idx in (("last", -1), ("best", int(np.nanargmax(v.score.values))
+                                             if np.isfinite(v.score.values).any() else -1)):
+                ci = v.ci.isel({dim: idx}).values if v.ci is not None else (np.nan, np.nan)
+                probe_rows.append({"model": m.name, "probe": name, "label": label, "which": which,
+                                   "point": str(ds[dim].values[idx]), "accuracy": float(v.score.values[idx]),
+                                   "low": float(ci[0]), "high": float(ci[1]), "chance": float(v.chance.values[idx]),
+                                   "p": float(v.p.values[idx])})
+    return {"onset": tests.to_dict("records") if len(tests) else [], "probes": probe_rows,
+            "figures": drawn, "retrieval": job.to_dict()["retrieval"], "probe_settings": job.to_dict()["probes"]}
 
 
 def _move_figures(out: Path, target: Path) -> set[str]:
@@ -126,6 +155,7 @@ def _record(job: Job, store, results, started, drawn) -> dict:
         "findings": [f | {"figures": [name for name in f["figures"] if name in drawn]} for f in findings.describe()],
         "results": findings.as_dicts(results), "figures": extra,
         "methods": {"models": models, "measures": [m.settings() for m in measures.resolve(sim)],
+                    "invariances": {m.name: list(m.invariances) for m in measures.resolve(sim)},
                     "families": list(sim.families), "similarity": job.to_dict()["similarity"],
                     "analysis": {"alpha": a.alpha, "language_bootstrap": a.language_bootstrap, "seed": a.seed,
                                  "tsne": {"points": dict(a.tsne.points), "seed": a.tsne.seed,

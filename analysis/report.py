@@ -172,7 +172,11 @@ def render(findings: dict, figures_dir: Path) -> str:
             "n": num(m.get("crossmodal_sentences")), "m": num(m.get("crosslingual_sentences")),
             "points": [(k, [str(p) for p in v]) for k, v in points.items()] if isinstance(points, dict) else
             [("points", [str(p) for p in points])]})
+    invariances = methods.get("invariances") or {}
+    measure_rows = [{"label": _measure(x)[1], "invariances": ", ".join(invariances.get(_measure(x)[0]) or [])
+                     or DASH} for x in methods.get("measures") or []]
     page = {
+        "readouts": readout_section(findings.get("readouts") or {}, figure),
         "job": num(findings.get("job")), "version": num(findings.get("crossrep_version")),
         "created": num(findings.get("created")), "alpha": num(findings.get("alpha")),
         "language_bootstrap": num(findings.get("language_bootstrap")),
@@ -181,13 +185,56 @@ def render(findings: dict, figures_dir: Path) -> str:
         "jackknife": num(findings.get("jackknife")),
         "multiplicity": findings.get("multiplicity") or {}, "calibration": calibration(findings.get("calibration")),
         "gallery": gallery,
-        "methods": {"models": method_models, "measures": [_measure(x)[1] for x in methods.get("measures") or []],
+        "methods": {"models": method_models, "measures": measure_rows,
                     "families": [str(x) for x in methods.get("families") or []],
                     "seeds": flat(methods.get("seeds") or {}), "started": num(methods.get("started")),
                     "finished": num(methods.get("finished")),
                     "settings": [("Similarity", flat(methods.get("similarity") or {})),
-                                 ("Analysis", flat(methods.get("analysis") or {}))]}}
+                                 ("Analysis", flat(methods.get("analysis") or {})),
+                                 ("Retrieval", flat((findings.get("readouts") or {}).get("retrieval") or {})),
+                                 ("Probes", flat((findings.get("readouts") or {}).get("probe_settings") or {}))]}}
     return environment().get_template("report.html.j2").render(**page)
+
+
+READOUT_CAPTIONS = {
+    "fig7_retrieval": "top-1 retrieval over depth: speech retrieving its own transcript (by resource level) and "
+                      "translations across languages, with chance 1/N",
+    "fig8_retrieval_languages": "speech of one language retrieving the text of another at the last cross-modal "
+                                "pair (diagonal: its own transcripts)",
+    "fig9_probes": "linear probes over depth: language from text, from speech, from both; modality",
+}
+
+
+def readout_section(readouts: dict, figure) -> dict:
+    """The "Retrieval and probes" section: per model and scoring one sentence on the onset of cross-modal
+    retrieval (with the last pair for how well), the probe table, the figures."""
+    onset = [r for r in readouts.get("onset") or [] if isinstance(r, dict)]
+    statements = []
+    for key in dict.fromkeys((r.get("model"), r.get("scoring")) for r in onset):
+        rows = sorted((r for r in onset if (r.get("model"), r.get("scoring")) == key), key=lambda r: r["depth"])
+        first = next((r for r in rows if r.get("onset")), None)
+        last = rows[-1]
+
+        def said(r):
+            return (f"{num(r['accuracy'])} ({interval(r['low'], r['high'])} at {100 * r['confidence']:.4g} %; "
+                    f"Holm-adjusted p {num(r['p_adjusted'])})")
+
+        if first is None:
+            text = (f"speech does not retrieve its own transcript above chance at any point (α over "
+                    f"{len(rows)} points with Holm's adjustment); at {last['pair']}: {said(last)}")
+        else:
+            text = (f"speech first retrieves its own transcript above chance at {first['pair']} (depth "
+                    f"{num(first['depth'])}): top-1 accuracy {said(first)}, chance {num(first['chance'])}; "
+                    f"at the last pair {last['pair']}: {said(last)}")
+        statements.append({"model": num(key[0]), "scoring": num(key[1]), "text": text,
+                           "verdict": "holds" if first is not None else "does not hold"})
+    probes = [{"model": num(r.get("model")), "probe": str(r.get("label") or r.get("probe")),
+               "which": str(r.get("which")), "point": str(r.get("point")), "accuracy": num(r.get("accuracy")),
+               "interval": interval(r.get("low"), r.get("high")), "chance": num(r.get("chance")),
+               "p": num(r.get("p"))} for r in readouts.get("probes") or [] if isinstance(r, dict)]
+    figures = [figure(name + ".png", READOUT_CAPTIONS.get(name, ""), READOUT_CAPTIONS.get(name, name))
+               for name in readouts.get("figures") or []]
+    return {"statements": statements, "probes": probes, "figures": figures} if statements or probes else {}
 
 
 def calibration(summary: Any) -> dict:

@@ -50,7 +50,7 @@ def measures() -> str:
     from .measures import REGISTRY, get
 
     return "\n".join(f"  {name:<16} " + (", ".join(f"{k}={v!r}" for k, v in get(name).params().items()) or "-")
-                     for name in REGISTRY)
+                     + f"; invariant to: {', '.join(cls.invariances)}" for name, cls in REGISTRY.items())
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:

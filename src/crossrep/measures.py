@@ -45,6 +45,8 @@ class Measure(ABC):
     then score any number of pairs."""
 
     name: ClassVar[str]
+    # the transformations of either side that leave the score unchanged, from INVARIANCES (ReSi's taxonomy)
+    invariances: ClassVar[tuple[str, ...]]
 
     def __post_init__(self):
         self.check()
@@ -89,10 +91,14 @@ class Measure(ABC):
 
 
 REGISTRY: dict[str, type[Measure]] = {}
+INVARIANCES = ("orthogonal", "isotropic scaling", "invertible linear", "translation")
 
 
 def register(cls: type[Measure]) -> type[Measure]:
     """Class decorator: make a measure known by its `name` (to jobs, `compare` and `--help`)."""
+    bad = [i for i in cls.invariances if i not in INVARIANCES]
+    if bad:
+        raise TypeError(f"measure {cls.name}: unknown invariance {bad[0]!r} (known: {', '.join(INVARIANCES)})")
     REGISTRY[cls.name] = cls
     return cls
 
@@ -133,6 +139,7 @@ def resolve(similarity) -> tuple[Measure, ...]:
 @register
 @dataclass(frozen=True)
 class SVCCA(Measure):
+    invariances = ('orthogonal', 'isotropic scaling', 'translation')
     variance: float = 0.9  # share of the variance the SVD step keeps
     epsilon: float = 1e-10  # google/svcca's regularisation
     variance_mode: str = "singular"  # what the share sums: singular values or their squares
@@ -169,6 +176,7 @@ def _check_svd(m) -> None:
 @register
 @dataclass(frozen=True)
 class PWCCA(Measure):
+    invariances = ('orthogonal', 'isotropic scaling', 'translation')
     variance: float = 0.9
     epsilon: float = 1e-10
     variance_mode: str = "singular"
@@ -273,6 +281,7 @@ def _unit(gram):
 @register
 @dataclass(frozen=True)
 class CKA(GramMeasure):
+    invariances = ('orthogonal', 'isotropic scaling', 'translation')
     name = "cka"
 
     def matrix(self, x):
@@ -283,6 +292,7 @@ class CKA(GramMeasure):
 @register
 @dataclass(frozen=True)
 class DebiasedCKA(GramMeasure):
+    invariances = ('orthogonal', 'isotropic scaling', 'translation')
     name = "cka_debiased"
 
     def matrix(self, x):
@@ -293,6 +303,7 @@ class DebiasedCKA(GramMeasure):
 @register
 @dataclass(frozen=True)
 class MutualKNN(GramMeasure):
+    invariances = ('orthogonal', 'isotropic scaling')
     knn: int = 10  # neighbours per sentence
 
     name = "mknn"
@@ -313,6 +324,7 @@ class Procrustes(Measure):
     isotropic scaling, not to other linear maps. Prepared once as B = U S / ||S|| (the thin SVD of the centred
     X, n x r), since ||X^T Y||_* = ||Bx^T By||_* for orthogonal right factors: a pair costs an r x r SVD, not a
     features x features one."""
+    invariances = ('orthogonal', 'isotropic scaling', 'translation')
 
     name = "procrustes"
 
@@ -346,6 +358,7 @@ class RSA(GramMeasure):
     triangles. Prepared as the symmetric matrix of the upper triangle's standardised ranks (zero diagonal, unit
     norm), so a pair is one inner product and a sentence permutation permutes its rows and columns. Ranks are
     ordinal (ties in float dissimilarities are left in index order)."""
+    invariances = ('isotropic scaling',)
 
     name = "rsa"
 
@@ -373,6 +386,7 @@ class CKNNA(Measure):
     the score is HSIC_u(mask K, mask L) / sqrt(HSIC_u(Mk K, Mk K) HSIC_u(Ml L, Ml L)), HSIC_u Song et al.'s
     unbiased estimator on the masked (not symmetrised) kernels. Without platonic-rep's 1e-6 in the denominator:
     a representation whose masked kernel has no variance scores NaN rather than a number near 0."""
+    invariances = ('orthogonal', 'isotropic scaling')
 
     knn: int = 10
 

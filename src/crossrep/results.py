@@ -13,7 +13,8 @@ V_ci_languages (95 % percentile intervals).
 Per readout R (crossrep.readout: retrieval_* with a leading `scoring` dim, probe_*): R the accuracy; R_chance its
 chance level (retrieval 1/N; probes the label-permutation mean) and, for probes, R_p the add-one p-value; R_ci the
 sentence-bootstrap interval of each cell; for retrieval over languages R_mean with R_ci_sentences and
-R_ci_languages as for the families.
+R_ci_languages as for the families, and R_mean_boot the mean's sentence-bootstrap replicates (dim `resample`;
+R_boot every cell's, for readouts with one language dim).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Part(str, Enum):
     MEAN = "mean"
     CHANCE = "chance"
     CI = "ci"
+    MEAN_BOOT = "mean_boot"
     CI_SENTENCES = "ci_sentences"
     CI_LANGUAGES = "ci_languages"
 
@@ -87,6 +89,7 @@ class View:
     mean = _part(Part.MEAN)
     chance = _part(Part.CHANCE)
     ci = _part(Part.CI)
+    mean_boot = _part(Part.MEAN_BOOT)
     ci_sentences = _part(Part.CI_SENTENCES)
     ci_languages = _part(Part.CI_LANGUAGES)
 
@@ -202,14 +205,17 @@ def add_readouts(ds: xr.Dataset, tables: list, job: Job) -> None:
         if t.boot is not None:
             boot_axis = len(t.lead)
             ds[var(t.name, Part.CI)] = (dims + ("bound",), stats.interval(t.boot, LEVEL, axis=boot_axis))
+            if len(t.language_dims) == 1:  # per-language cells: small enough to keep every replicate
+                ds[var(t.name, Part.BOOT)] = (t.lead + ("resample",) + t.dims, t.boot)
         if t.language_dims:
             v = ds[t.name]
             keep = [d for d in v.dims if d not in t.language_dims]
             ds[var(t.name, Part.MEAN)] = v.mean(t.language_dims, skipna=True)
             if t.boot is not None:
-                boots = xr.DataArray(t.boot, dims=t.lead + ("boot_r",) + t.dims)
-                means = boots.mean(t.language_dims, skipna=True).transpose("boot_r", *keep).values
-                ds[var(t.name, Part.CI_SENTENCES)] = (tuple(keep) + ("bound",), stats.interval(means, LEVEL))
+                boots = xr.DataArray(t.boot, dims=t.lead + ("resample",) + t.dims)
+                means = boots.mean(t.language_dims, skipna=True).transpose("resample", *keep)
+                ds[var(t.name, Part.MEAN_BOOT)] = means
+                ds[var(t.name, Part.CI_SENTENCES)] = (tuple(keep) + ("bound",), stats.interval(means.values, LEVEL))
             values = v.transpose(*keep, *t.language_dims).values
             draws = stats.language_indices(v.sizes[t.language_dims[0]], count, seed, t.name)
             reps = stats.resampled_means(values, len(t.language_dims) == 2, draws)
