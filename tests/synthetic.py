@@ -177,14 +177,16 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
     """The job keys `results.model_dataset` reads, for one simulated model, on one thread."""
     from types import SimpleNamespace
 
-    from crossrep.config import MeasureSpec, SimilarityConfig
+    from crossrep.config import MeasureSpec, ProbesConfig, RetrievalConfig, SimilarityConfig
 
     sim = SimilarityConfig(measures=tuple(MeasureSpec(m) for m in measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
                            baseline_repeats=1, seed=seed, backend="numpy", scheduler="threads", workers=1,
                            families=("crossmodal", "text", "speech"), permutations=permutations,
                            bootstrap=0, jackknife=jackknife)
     return SimpleNamespace(similarity=sim, analysis=SimpleNamespace(language_bootstrap=200, seed=seed),
-                           models=[SimpleNamespace(name="sim")], out=None)
+                           models=[SimpleNamespace(name="sim")], out=None,
+                           retrieval=RetrievalConfig(scorings=(), k=4, center=False, bootstrap=0),  # findings only
+                           probes=ProbesConfig(enabled=False, folds=5, permutations=2, bootstrap=0, c=1.0))
 
 
 def simulate(scenario, seed: int, strength: float = 1.0, corresponding: bool = True, measures=("svcca",),

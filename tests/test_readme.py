@@ -82,7 +82,8 @@ def test_job_keys_in_the_table_are_config_fields():
 
     sections = {"data": config.DataConfig, "models[i]": config.ModelConfig, "extract": config.ExtractConfig,
                 "similarity": config.SimilarityConfig, "executor": config.ExecutorConfig,
-                "analysis": config.AnalysisConfig}
+                "analysis": config.AnalysisConfig, "retrieval": config.RetrievalConfig,
+                "probes": config.ProbesConfig}
     top = {f.name for f in fields(config.Job)}
     table = (REPO / "docs" / "jobs.md").read_text().split("## Keys")[1].split("\n## ")[0]
     checked = 0

@@ -81,6 +81,7 @@ def test_a_new_measure_is_one_class():
         scale: float = 1.0
 
         name = "toy_cosine"
+        invariances = ("orthogonal", "isotropic scaling", "translation")
 
         def matrix(self, x):
             x = (x - x.mean(axis=0)) * self.scale

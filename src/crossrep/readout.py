@@ -71,6 +71,7 @@ def retrieval_task(cfg: dict, src: list, tgt: list, ids: list, where: tuple, wit
         b = a if same else [xp.asarray(_rep(t, i, w, center)) for t, i, w in zip(tgt, ids, where[1])]
         shape = (len(scorings),) + ((n_lang,) if within else (n_lang, n_lang))
         acc, boot = np.full(shape, np.nan), np.full(shape[:1] + (count,) + shape[1:], np.nan)
+        draws = {}  # sentence count -> the bootstrap resamples, (B, n)
         cells = [(i, i) for i in range(n_lang)] if within else (
             [(i, j) for i in range(n_lang) for j in range(i + 1, n_lang)] if same
             else [(i, j) for i in range(n_lang) for j in range(n_lang) if i != j])
@@ -79,14 +80,15 @@ def retrieval_task(cfg: dict, src: list, tgt: list, ids: list, where: tuple, wit
                 continue  # no shared space
             n = a[i].shape[0]
             found = retrieve.retrieved(a[i], b[j], tuple(scorings), k)
-            draws = [stats.resample(seed, n, r) for r in range(count)]
+            if n not in draws:
+                draws[n] = np.array([stats.resample(seed, n, r) for r in range(count)], dtype=np.intp).reshape(
+                    count, n)
             for s, name in enumerate(scorings):
                 forward, backward = found[name]
                 for cell, best in (((i,) if within else (i, j), forward),) + ((((j, i), backward),) if same else ()):
                     hits = best == np.arange(n)
                     acc[(s,) + cell] = hits.mean()
-                    for r, d in enumerate(draws):
-                        boot[(s, r) + cell] = hits[d].mean()
+                    boot[(s, slice(None)) + cell] = hits[draws[n]].mean(axis=1)
     return acc, boot
 
 
