@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 def test_bundled_jobs_load():
     demo = load_job("demo")
-    assert demo.name == "demo" and len(demo.data.languages) == 36 and demo.models[0].checkpoint == "tiny"
+    assert demo.name == "demo" and len(demo.data.languages) == 12 and demo.models[0].checkpoint == "tiny"
     assert demo.models[0].points == {"text": None, "speech": None}
     seamless, sonar, salmonn, qwen2_audio, omni = demo.models
     assert len(seamless.languages) == 30 and len(sonar.languages) == 30 and sonar.adapter == "sonar"
