@@ -176,7 +176,7 @@ def render(findings: dict, figures_dir: Path) -> str:
     measure_rows = [{"label": _measure(x)[1], "invariances": ", ".join(invariances.get(_measure(x)[0]) or [])
                      or DASH} for x in methods.get("measures") or []]
     page = {
-        "readouts": readout_section(findings.get("readouts") or {}, figure),
+        "readouts": readout_section(findings.get("readouts") or {}, figure, findings.get("alpha")),
         "job": num(findings.get("job")), "version": num(findings.get("crossrep_version")),
         "created": num(findings.get("created")), "alpha": num(findings.get("alpha")),
         "language_bootstrap": num(findings.get("language_bootstrap")),
@@ -205,7 +205,7 @@ READOUT_CAPTIONS = {
 }
 
 
-def readout_section(readouts: dict, figure) -> dict:
+def readout_section(readouts: dict, figure, alpha: Any = None) -> dict:
     """The "Retrieval and probes" section: per model and scoring one sentence on the onset of cross-modal
     retrieval (with the last pair for how well), the probe table, the figures."""
     onset = [r for r in readouts.get("onset") or [] if isinstance(r, dict)]
@@ -220,8 +220,9 @@ def readout_section(readouts: dict, figure) -> dict:
                     f"Holm-adjusted p {num(r['p_adjusted'])})")
 
         if first is None:
-            text = (f"speech does not retrieve its own transcript above chance at any point (α over "
-                    f"{len(rows)} points with Holm's adjustment); at {last['pair']}: {said(last)}")
+            text = (f"speech does not retrieve its own transcript above chance at any of its {len(rows)} points "
+                    f"(α = {num(alpha)}, Holm's adjustment over them); at the last pair {last['pair']}: "
+                    f"{said(last)}")
         else:
             text = (f"speech first retrieves its own transcript above chance at {first['pair']} (depth "
                     f"{num(first['depth'])}): top-1 accuracy {said(first)}, chance {num(first['chance'])}; "

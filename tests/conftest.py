@@ -61,7 +61,7 @@ def job_dict(out: Path, root: Path, checkpoint: str | Path, **changes) -> dict:
                        crosslingual_sentences=12)
     job["models"] = job["models"][:1]
     job["models"][0]["checkpoint"] = str(checkpoint)
-    job["models"][0].pop("languages")
+    job["models"][0].pop("languages", None)
     job["extract"].update(batch_size=4, chunk_size=8)
     job["similarity"].update(baseline_repeats=2, measures=["svcca"], jackknife=4)
     for key, value in changes.items():

@@ -1,5 +1,7 @@
 """PWCCA, CKA, debiased CKA and mutual kNN against straightforward implementations written from their definitions."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -263,3 +265,29 @@ def test_cknna_equals_its_definition():
         assert measures.get("cknna", knn=k).score(x, x) == pytest.approx(1.0, abs=1e-12)
     with pytest.raises(ValueError, match="knn: 24 neighbours need more than 24 sentences"):
         measures.get("cknna", knn=24).prepare(x)
+
+
+SHAPE_REFERENCE = Path(__file__).parent / "data" / "shape_reference.npz"
+
+
+@pytest.mark.parametrize("measure", ["procrustes", "rsa", "cknna"])
+def test_shape_measures_equal_the_peers_own_packages(measure):
+    """netrep, rsatoolbox and platonic-rep's outputs on seeded inputs (tests/shape_reference: written in their own
+    venv). netrep reports the angle, crossrep its cosine; platonic-rep adds 1e-6 to CKNNA's denominator."""
+    ref = np.load(SHAPE_REFERENCE)
+    knn = int(ref["knn"])
+    m = measures.get(measure, **({"knn": knn} if measure == "cknna" else {}))
+    cases = sorted({int(k.split("_")[1]) for k in ref.files if k.startswith("x_")})
+    assert len(cases) >= 5
+    worst = 0.0
+    for i in cases:
+        x, y, want = ref[f"x_{i}"], ref[f"y_{i}"], float(ref[f"{measure}_{i}"])
+        got = m.score(x, y)
+        if measure == "procrustes":
+            got = float(np.arccos(np.clip(got, -1.0, 1.0)))
+        worst = max(worst, abs(got - want) / max(abs(want), 1e-12))
+        if measure == "cknna":  # crossrep's score with the peer's guard added to its denominator
+            den = float(np.sqrt(m.prepare(x)[2] * m.prepare(y)[2]))
+            got = got * den / (den + 1e-6)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12), (measure, i, got, want)
+    print(f"{measure}: worst relative difference to the peer {worst:.2e}")

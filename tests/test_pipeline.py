@@ -68,6 +68,30 @@ def test_outputs_exist_and_are_labelled(debug_run):
     assert (out / "figures" / "fig2_crossmodal_cka_debiased.png").stat().st_size > 0
 
 
+def test_readouts_are_drawn_tested_and_reported(debug_run):
+    """Retrieval and probes reach the figures, retrieval_onset.csv, findings.json and the report's section."""
+    import json
+
+    out = debug_run.out
+    for name in ("fig7_retrieval", "fig8_retrieval_languages", "fig9_probes"):
+        for ext in ("png", "pdf", "csv"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+    onset = pd.read_csv(out / "retrieval_onset.csv")
+    pairs = xr.open_zarr(out / "similarity.zarr", group="seamless", consolidated=False).pair.size
+    assert set(onset.scoring) == {"cosine", "margin"} and len(onset) <= 2 * pairs
+    assert (onset.low <= onset.accuracy + 1e-12).all() and (onset.accuracy <= onset.high + 1e-12).all()
+    # the interval excludes chance exactly when the Holm-adjusted test holds (and the accuracy is above it)
+    assert ((onset.low > onset.chance) == onset.above_chance).all()
+    assert onset.onset.sum() <= 2 and not (onset.onset & ~onset.above_chance).any()
+    readouts = json.loads((out / "findings.json").read_text())["readouts"]
+    assert len(readouts["onset"]) == len(onset) and {r["probe"] for r in readouts["probes"]} == {
+        "probe_language_text", "probe_language_speech", "probe_language_pooled", "probe_modality"}
+    page = (out / "report" / "index.html").read_text()
+    assert 'id="readouts"' in page and "Retrieval and probes" in page and "speech" in page
+    assert page.count("data:image/png;base64,") >= 3 + 3  # the findings' figures and the three readout figures
+    assert "invariant to orthogonal, isotropic scaling, translation" in page  # svcca in the methods
+
+
 def test_similarity_equals_reference_on_stored_activations(debug_run):
     out = debug_run.out
     store = ActivationStore(out)
