@@ -9,8 +9,6 @@ import pytest
 import xarray as xr
 import zarr
 
-from crossrep.config import load_job
-from crossrep.launch import launcher
 from crossrep.store import ActivationStore, ShardKey
 from conftest import REFERENCE
 from helpers import tree_bytes
