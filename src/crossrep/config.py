@@ -24,7 +24,9 @@ BUNDLED_JOBS = ("demo", "paper", "encoders", "audio-llms")
 
 @dataclass(frozen=True)
 class DataConfig:
-    root: Path  # a local FLEURS copy in the official layout
+    root: Path  # the corpus: a FLEURS copy or export folder, or a manifest file (crossrep.data.corpus)
+    format: str  # fleurs, parquet, hf_disk, manifest or auto
+    resample: bool  # resample other rates to 16 kHz and mix several channels down, instead of refusing them
     split: str  # train, dev or test
     languages: tuple[str, ...]
     crossmodal_sentences: int  # N: the first N sentence ids of each language (cross-modal)
@@ -163,7 +165,8 @@ class Job:
             "name": self.name,
             "out": str(self.out),
             "data": {
-                "root": str(self.data.root), "split": self.data.split, "languages": list(self.data.languages),
+                "root": str(self.data.root), "format": self.data.format, "resample": self.data.resample,
+                "split": self.data.split, "languages": list(self.data.languages),
                 "crossmodal_sentences": self.data.crossmodal_sentences,
                 "crosslingual_sentences": self.data.crosslingual_sentences,
                 "seed": self.data.seed, "demo": self.data.demo,
@@ -372,6 +375,8 @@ def parse_job(raw: dict, source: str = "") -> Job:
     d = Section(top.get("data"), "data")
     data = DataConfig(
         root=_path(d, "root"),
+        format=d.choice("format", ("fleurs", "parquet", "hf_disk", "manifest", "auto"), "fleurs"),
+        resample=d.bool("resample", False),
         split=d.choice("split", ("train", "dev", "test"), "test"),
         languages=langs.expand(d.get("languages"), "data.languages"),
         crossmodal_sentences=d.int("crossmodal_sentences", minimum=2),

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .config import Job, load_job
 from .data.audio import SAMPLE_RATE
-from .data.fleurs import Clip, FleursLanguage
+from .data.corpus import open_language
+from .data.fleurs import Clip
 from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
 from .models import adapter_class
@@ -163,7 +164,7 @@ class Extractor:
         clock = StageClock(getattr(adapter, "device", None))
         clock.add("load", self.load_seconds)
         self.load_seconds = 0.0
-        lang = FleursLanguage(self.job.data.root, first.lang, self.job.data.split, self.job.data.seed)
+        lang = open_language(self.job.data, first.lang)
         with clock("audio"):
             inputs = self.inputs(adapter, lang, keys, [ids[r] for c in todo
                                                        for r in range(len(ids))[chunk_rows(len(ids), size, c)]])
@@ -236,7 +237,7 @@ class Extractor:
             self.store.write_chunk(keys[m], c, v)
         return time.perf_counter() - start
 
-    def inputs(self, adapter, lang: FleursLanguage, keys: dict, wanted: list[int]) -> dict:
+    def inputs(self, adapter, lang, keys: dict, wanted: list[int]) -> dict:
         """Sentence id -> what the adapter takes: a text, a clip, or (clip, text) for joint adapters. Clips of an
         audio folder stay `Clip` references, decoded by the DataLoader workers; a packed archive is read here
         (one pass over it)."""
@@ -284,13 +285,13 @@ class Extractor:
                     out[m][p] = np.empty((n, v.shape[1]), dtype=np.float32)
                 out[m][p][rows] = v.astype(np.float32)
 
-    def check_lengths(self, adapter, lang: FleursLanguage, ids: list[int], audio: list[np.ndarray]) -> None:
+    def check_lengths(self, adapter, lang, ids: list[int], audio: list[np.ndarray]) -> None:
         """Refuse clips longer than the model takes, naming the file (a model would cut them silently)."""
         if adapter.max_seconds is None:
             return
         for sid, wave in zip(ids, audio):
             if len(wave) > adapter.max_seconds * SAMPLE_RATE:
-                raise ModelError(f"{lang.dir}: clip {lang.sentences[sid].file} (sentence id {sid}) is "
+                raise ModelError(f"{lang.where}: clip {lang.sentences[sid].file} (sentence id {sid}) is "
                                  f"{len(wave) / SAMPLE_RATE:.1f} s, longer than the {adapter.max_seconds:g} s "
                                  f"{type(adapter).__name__} takes; leave the sentence's language out or cut the clip")
 
@@ -312,7 +313,7 @@ class Featurized(Dataset):
     """The batches of a unit, featurized by the adapter (CPU work, no weights) in DataLoader workers: each item
     is (features, seconds it took, None) or (None, 0, the error), so that an error keeps its own message."""
 
-    def __init__(self, adapter, lang: FleursLanguage, modalities: list[str], batches: list[list]):
+    def __init__(self, adapter, lang, modalities: list[str], batches: list[list]):
         self.adapter, self.lang, self.modalities, self.batches = adapter, lang, modalities, batches
 
     def __len__(self) -> int:
@@ -344,7 +345,7 @@ class Featurized(Dataset):
         limit = self.adapter.max_seconds
         for name in refs:
             if limit is not None and len(audio[name]) > limit * SAMPLE_RATE:
-                raise ModelError(f"{self.lang.dir}: clip {name} is {len(audio[name]) / SAMPLE_RATE:.1f} s, longer "
+                raise ModelError(f"{self.lang.where}: clip {name} is {len(audio[name]) / SAMPLE_RATE:.1f} s, longer "
                                  f"than the {limit:g} s {type(self.adapter).__name__} takes (its TSV says "
                                  f"{next(c.n_samples for c in clips if isinstance(c, Clip) and c.file == name)} "
                                  f"samples)")

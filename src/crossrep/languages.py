@@ -82,6 +82,35 @@ def get(iso: str) -> Language:
         ) from None
 
 
+def _aliases() -> dict[str, str]:
+    out = {}
+    for iso, lang in LANGUAGES.items():
+        config = lang.fleurs.lower()
+        for alias in (config, lang.flores.lower(), config.split("_")[0]):
+            out.setdefault(alias, iso)
+    out.update({"zh": "cmn", "zh_hans": "cmn", "zh_cn": "cmn", "zh_hant_hk": "yue", "zh_hk": "yue", "ar": "arb",
+                "fa": "pes", "sw": "swh"})
+    for iso in LANGUAGES:
+        out[iso] = iso
+    return out
+
+
+ALIASES = _aliases()
+
+
+def resolve(code: str) -> str:
+    """The ISO 639-3 code of a language named the way corpora name it: ISO 639-3 (`eng`), a FLEURS config
+    (`en_us`), a FLoRes-200 code (`eng_Latn`), ISO 639-1 (`en`) or a BCP-47 tag (`en-US`, `zh-Hans-CN`); an
+    error naming the code otherwise."""
+    key = code.strip().lower().replace("-", "_")
+    parts = key.split("_")
+    for candidate in (key, "_".join(parts[:2]), parts[0]):
+        if candidate in ALIASES:
+            return ALIASES[candidate]
+    raise ConfigError(f"unknown language {code!r}: crossrep knows {len(LANGUAGES)} languages ({', '.join(LANGUAGES)}) "
+                      f"by ISO 639-3, ISO 639-1, BCP-47, FLEURS config or FLoRes-200 code")
+
+
 def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
     """Turn a set name or a list of codes and set names into ordered, unique ISO codes (sets may overlap); a code
     listed twice by itself is an error, since it is most likely a typo for another.

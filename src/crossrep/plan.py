@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
-from .data.fleurs import FleursLanguage, select
+from .data.corpus import open_language, resolve_format
+from .data.fleurs import select
 from .errors import StoreError
 from .models import adapter_class, family
 from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences, portable
@@ -51,8 +52,9 @@ def checkpoint_cache(job: Job) -> Path:
     return job.out / "checkpoints"
 
 
-def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
-    """The job's languages in its FLEURS copy; writes the demo data first when the job asks for it."""
+def corpus(job: Job, progress: bool = True) -> dict:
+    """The job's languages in its corpus (crossrep.data.corpus); writes the demo data first when the job asks
+    for it."""
     root = job.data.root
     if job.data.demo and (root / MARKER).is_file():
         have = set(json.loads((root / MARKER).read_text())["speech"])
@@ -63,7 +65,8 @@ def corpus(job: Job, progress: bool = True) -> dict[str, FleursLanguage]:
             shutil.rmtree(root)
     if job.data.demo and not (root / MARKER).is_file():
         write_demo(root, job.data.languages, split=job.data.split, progress=progress)
-    return {iso: FleursLanguage(root, iso, job.data.split, job.data.seed) for iso in job.data.languages}
+    fmt = resolve_format(job.data)
+    return {iso: open_language(job.data, iso, fmt) for iso in job.data.languages}
 
 
 def fingerprint(job: Job) -> dict:
@@ -74,7 +77,10 @@ def fingerprint(job: Job) -> dict:
     # features are how stores made before those keys existed were computed, so they stay resumable
     extract = {k: v for k, v in d["extract"].items() if k not in ("feature_workers", "shards_per_task")
                and not (k == "batch_seconds" and not v) and not (k == "features" and v == "cpu")}
-    return portable({"data": {k: v for k, v in d["data"].items() if k != "demo"}, "models": d["models"],
+    # every format reads the same items (the format is not in the bytes); resampling off is how stores made
+    # before the key existed were read
+    data = {k: v for k, v in d["data"].items() if k not in ("demo", "format") and not (k == "resample" and not v)}
+    return portable({"data": data, "models": d["models"],
                      "extract": extract}, job.out)
 
 

@@ -63,13 +63,28 @@ def read_tsv(path: Path) -> list[Utterance]:
     return rows
 
 
+def choose(rows, iso: str, seed: int) -> dict:
+    """One row per sentence id (ascending ids): the rows of an id sorted by file name, one drawn with a generator
+    seeded by `seed` and the language, so the choice depends on nothing else (the same in every format)."""
+    by_id: dict = {}
+    for row in rows:
+        by_id.setdefault(row.id, []).append(row)
+    rng = np.random.default_rng([seed, zlib.crc32(iso.encode())])
+    chosen = {}
+    for sid in sorted(by_id):
+        group = sorted(by_id[sid], key=lambda r: r.file)
+        chosen[sid] = group[int(rng.integers(len(group)))]
+    return chosen
+
+
 class FleursLanguage:
     """One language of one split: its TSV, one utterance per sentence id, and its audio."""
 
-    def __init__(self, root: Path, iso: str, split: str, seed: int):
+    def __init__(self, root: Path, iso: str, split: str, seed: int, resample: bool = False):
         self.lang = langs.get(iso)
         self.dir = root / self.lang.fleurs
-        self.split, self.seed = split, seed
+        self.where = str(self.dir)
+        self.split, self.seed, self.resample = split, seed, resample
         self.tsv = self.dir / f"{split}.tsv"
         if not self.dir.is_dir():
             raise DataError(f"{self.dir}: missing folder for {iso} (FLEURS config {self.lang.fleurs})")
@@ -77,22 +92,14 @@ class FleursLanguage:
     @cached_property
     def sentences(self) -> dict[int, Utterance]:
         """One utterance per sentence id, ascending ids; the choice depends only on seed and language."""
-        by_id: dict[int, list[Utterance]] = {}
-        for row in read_tsv(self.tsv):
-            by_id.setdefault(row.id, []).append(row)
-        rng = np.random.default_rng([self.seed, zlib.crc32(self.lang.iso.encode())])
-        chosen = {}
-        for sid in sorted(by_id):
-            rows = sorted(by_id[sid], key=lambda r: r.file)
-            chosen[sid] = rows[int(rng.integers(len(rows)))]
-        return chosen
+        return choose(read_tsv(self.tsv), self.lang.iso, self.seed)
 
     def texts(self, ids: list[int]) -> list[str]:
         return [self.sentences[i].text for i in ids]
 
     @cached_property
     def source(self) -> AudioSource:
-        return AudioSource(self.dir, self.split)
+        return AudioSource(self.dir, self.split, self.resample)
 
     def audio(self, ids: list[int]) -> list[np.ndarray]:
         files = [self.sentences[i].file for i in ids]
@@ -127,7 +134,7 @@ class Selection:
         return tuple(sorted(set(self.crossmodal[iso]) | set(self.crosslingual)))
 
 
-def select(corpus: dict[str, FleursLanguage], languages: tuple[str, ...], n: int, m: int, model: str) -> Selection:
+def select(corpus: dict, languages: tuple[str, ...], n: int, m: int, model: str) -> Selection:
     """The study's selection: first N ids per language; first M ids common to all `languages`."""
     crossmodal = {}
     for iso in languages:
