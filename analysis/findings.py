@@ -258,7 +258,9 @@ def finding2(ds: xr.Dataset) -> Case | Skip:
     cm, boot = adjusted(ds, "crossmodal", pair=pairs)
     keep = np.isin(levels, ("high", "low")) & np.isfinite(cm.mean(axis=0))
     lv = levels[keep]
-    counts = f"{(lv == 'high').sum()} high vs {(lv == 'low').sum()} low-resource languages"
+    unknown = int((levels == "unknown").sum())
+    counts = f"{(lv == 'high').sum()} high vs {(lv == 'low').sum()} low-resource languages" + (
+        f" ({unknown} without a resource level left out: set them with data.levels)" if unknown else "")
     if min((lv == "high").sum(), (lv == "low").sum()) < MIN_LANGUAGES:
         return Skip("too few languages", f"{counts}, fewer than {MIN_LANGUAGES} in a group: no test",
                     int(keep.sum()))

@@ -25,7 +25,8 @@ from crossrep.point import Point  # noqa: E402
 
 STUDY_POINTS = {"seamless_m4t_v2": "14", "sonar": "14", "salmonn": "18"}  # the study's middle layers
 MARKERS = {"text": "o", "speech": "^"}
-FAMILIES = sorted({lang.family for lang in langs.LANGUAGES.values()})
+FAMILIES = (sorted({langs.get(iso).family for iso in langs.STUDY})  # the study's first: their colours stay
+            + sorted({lang.family for lang in langs.LANGUAGES.values()} - {langs.get(iso).family for iso in langs.STUDY}))
 COLUMNS = ["model", "point", "lang", "family", "level", "modality", "sentence_id", "x", "y"]
 
 
@@ -84,7 +85,8 @@ def embed(job: Job, model_name: str, point: str | None = None, seed: int = 0,
         for lang in plan.languages:
             blocks.append(store.read(ShardKey(model_name, modality, lang), point, ids).astype(np.float64))
             info = langs.get(lang)
-            meta += [(model_name, point, lang, info.family, info.level, modality, sid) for sid in ids]
+            level = langs.level(lang, job.data.levels)
+            meta += [(model_name, point, lang, info.family, level, modality, sid) for sid in ids]
     x = np.concatenate(blocks)
     std = x.std(axis=0)
     x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)

@@ -184,6 +184,7 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
                            families=("crossmodal", "text", "speech"), permutations=permutations,
                            bootstrap=0, jackknife=jackknife)
     return SimpleNamespace(similarity=sim, analysis=SimpleNamespace(language_bootstrap=200, seed=seed),
+                           data=SimpleNamespace(levels={}),
                            models=[SimpleNamespace(name="sim")], out=None,
                            retrieval=RetrievalConfig(scorings=(), k=4, center=False, bootstrap=0),  # findings only
                            probes=ProbesConfig(enabled=False, folds=5, permutations=2, bootstrap=0, c=1.0))

@@ -237,3 +237,39 @@ def test_rates_and_codecs_resampled_match_the_16k_originals(demo_root, make_job,
              if "sample rate 22050 Hz" in line]
     assert lines and all(".wav: sample rate 22050 Hz; crossrep reads audio at 16000 Hz (set data.resample: true"
                          in line and str(tmp_path / "wav22050") in line for line in lines)
+
+
+@pytest.mark.model
+def test_a_102_language_job_plans_with_the_full_table(tmp_path, capsys):
+    """Every FLEURS language through a manifest (BCP-47 and FLEURS-config codes mixed), planned with a tiny
+    audio LLM: per language its keys and level, the keys all share, one shard per language and modality."""
+    import soundfile as sf
+    import yaml
+
+    from crossrep import languages as langs
+    from crossrep.cli import main
+
+    wav = tmp_path / "clip.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(8000) / 9.0), 16000)
+    rows = []
+    for k, iso in enumerate(langs.SETS["fleurs"]):
+        code = langs.get(iso).fleurs if k % 2 else iso
+        keys = range(6) if iso != "eng" else range(8)  # eng holds two keys the others lack
+        rows += [[key, code, f"sentence {key} in {iso}", "clip.wav", "", "test"] for key in keys]
+    manifest = write_csv(tmp_path / "all.csv", ["key", "lang", "text", "audio", "speaker", "split"], rows)
+    job = {"name": "fleurs102", "out": str(tmp_path / "out"),
+           "data": {"root": str(manifest), "format": "auto", "languages": "fleurs", "crossmodal_sentences": 4,
+                    "crosslingual_sentences": 4, "levels": {"sw-KE": "medium", "afr": "low"}},
+           "models": [{"name": "qwen", "adapter": "qwen2_audio", "checkpoint": "tiny"}],
+           "similarity": {"jackknife": 2}, "retrieval": {"k": 2}, "probes": {"folds": 2},
+           "executor": {"kind": "debug"}}
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    assert main(["plan", str(path), "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"# corpus {manifest} (manifest, split test): 102 languages, 6 keys shared by all")
+    lines = {line.split("\t")[0].strip("# ").strip(): line.split("\t") for line in out[1:103]}
+    assert len(lines) == 102 and lines["eng"][-1] == "8 keys" and lines["deu"][-1] == "6 keys"
+    assert lines["swh"][2] == "medium" and lines["afr"][2] == "low" and lines["zul"][2] == "unknown"
+    shards = [line for line in out if not line.startswith("#")]
+    assert len(shards) == 2 * 102

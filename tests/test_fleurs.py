@@ -133,11 +133,15 @@ def test_missing_corrupt_and_wrong_rate_audio(tmp_path):
     with pytest.raises(DataError, match=r"20en_us.wav: unreadable audio"):
         lang.audio([2])
     _wav(d / "audio" / "test" / "30en_us.wav", rate=22050)
-    with pytest.raises(DataError, match=r"30en_us.wav: sample rate 22050 Hz; .* does not resample"):
+    with pytest.raises(DataError, match=r"30en_us.wav: sample rate 22050 Hz; crossrep reads audio at 16000 Hz "
+                                        r"\(set data.resample: true"):
         lang.audio([3])
+    resampled = FleursLanguage(tmp_path, "eng", "test", 0, resample=True).audio([3])[0]
+    assert resampled.dtype == np.float32 and resampled.size > 0  # the same clip, converted on request
     _wav(d / "audio" / "test" / "30en_us.wav", channels=2)
-    with pytest.raises(DataError, match=r"30en_us.wav: 2 channels"):
+    with pytest.raises(DataError, match=r"30en_us.wav: 2 channels; crossrep reads mono audio \(set data.resample"):
         lang.audio([3])
+    assert FleursLanguage(tmp_path, "eng", "test", 0, resample=True).audio([3])[0].ndim == 1
 
 
 def test_corrupt_member_in_archive_names_archive_and_member(tmp_path):

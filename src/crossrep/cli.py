@@ -150,6 +150,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--languages", default="all", help="comma-separated ISO codes or set names (default: all)")
     p.add_argument("--sentences", type=int, default=48, help="sentences per language (2..48, default 48)")
+
+    p = sub.add_parser("languages", help="list the languages crossrep knows and their codes",
+                       description="Every FLEURS language (102): ISO 639-3 code, FLEURS config, FLoRes-200 code, "
+                                   "name, script, family, resource level (the study's 36 have one; set others with "
+                                   "data.levels) and the sets it is in. A job may name a language by any of these "
+                                   "codes, by ISO 639-1 or by a BCP-47 tag.")
+    p.add_argument("--set", dest="set_name", default="fleurs", help="a set name (default: fleurs, all 102)")
     return top
 
 
@@ -205,6 +212,14 @@ def _terminate(signum, frame):
 def _dispatch(args) -> int:
     from .config import load_job
 
+    if args.command == "languages":
+        from . import languages as langs
+
+        print("iso\tfleurs\tflores\tname\tscript\tfamily\tlevel\tsets")
+        for iso in langs.expand(args.set_name, "--set"):
+            x = langs.get(iso)
+            print(f"{iso}\t{x.fleurs}\t{x.flores}\t{x.name}\t{x.script}\t{x.family}\t{x.level}\t{','.join(x.sets)}")
+        return 0
     if args.command == "demo-data":
         from . import languages as langs
         from .data.demo import write_demo
@@ -251,10 +266,12 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "plan":
         from .lock import folder_lock
-        from .plan import create_store, shards
+        from .plan import corpus_summary, create_store, shards
 
         with folder_lock(job.out, f"crossrep plan {job.name}"):
             store = create_store(job)
+        for line in corpus_summary(job):
+            print(line)
         print(f"# {store.path}")
         for i, s in enumerate(shards(job)):
             print(f"{i}\t{s.model}\t{s.modality}\t{s.lang}")

@@ -33,6 +33,7 @@ class DataConfig:
     crosslingual_sentences: int  # M: the first M ids shared by all languages of a model (cross-lingual)
     seed: int  # picks one utterance per sentence id
     demo: bool  # write demo data at `root` when it is missing
+    levels: dict[str, str] = field(default_factory=dict)  # resource levels set or overridden per language
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class Job:
                 "split": self.data.split, "languages": list(self.data.languages),
                 "crossmodal_sentences": self.data.crossmodal_sentences,
                 "crosslingual_sentences": self.data.crosslingual_sentences,
-                "seed": self.data.seed, "demo": self.data.demo,
+                "seed": self.data.seed, "demo": self.data.demo, "levels": dict(self.data.levels),
             },
             "models": [
                 {
@@ -383,6 +384,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         crosslingual_sentences=d.int("crosslingual_sentences", minimum=2),
         seed=d.int("seed", 0),
         demo=d.bool("demo", False),
+        levels=_levels(d),
     )
     d.done()
 
@@ -456,6 +458,24 @@ def parse_job(raw: dict, source: str = "") -> Job:
     probes = _probes(Section(top.get("probes", None), "probes", required=False), data, models)
     top.done()
     return Job(name, out, data, models, extract, similarity, executor, analysis, retrieval, probes, source)
+
+
+def _levels(d: Section) -> dict[str, str]:
+    """`data.levels`: {language: high | medium | low}, any code form; overrides the table's levels."""
+    raw = d.get("levels", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{d.key('levels')}: expected a mapping language -> high, medium or low, got {raw!r}")
+    out = {}
+    for code, value in raw.items():
+        key = f"{d.key('levels')}.{code}"
+        try:
+            iso = langs.resolve(str(code))
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        if value not in langs.LEVELS:
+            raise ConfigError(f"{key}: expected one of {', '.join(langs.LEVELS)}, got {value!r}")
+        out[iso] = value
+    return out
 
 
 SCORINGS = ("cosine", "margin")

@@ -1,4 +1,10 @@
-"""The study's 36 languages (Lee et al., Table 1) with the codes each resource uses, and the named sets."""
+"""Every FLEURS language (102) with the codes each resource uses, and the named sets.
+
+The study's 36 (Lee et al., Table 1) carry its resource levels (after the SeamlessM4T paper); the other 66 have
+no level here ("unknown"): a job sets or overrides levels with `data.levels`. Sets: `paper` (the 30 of the
+study's SeamlessM4T and SALMONN analyses), `paper-sonar` (its 30 for SONAR), `all` and `study` (the study's
+36), `fleurs` (all 102).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +22,11 @@ class Language:
     seamless: str  # SeamlessM4T language code
     script: str  # ISO 15924
     family: str
-    level: str  # resource level after the SeamlessM4T paper: high, medium, low
+    level: str  # resource level after the SeamlessM4T paper: high, medium, low; "unknown" where none is given
     sets: tuple[str, ...]
 
 
-_P, _S = "paper", "paper-sonar"
+_P, _S, _F = "paper", "paper-sonar", "fleurs"
 
 # iso, name, fleurs, flores, seamless, script, family, level, sets
 _TABLE = [
@@ -62,13 +68,94 @@ _TABLE = [
     ("yue", "Cantonese", "yue_hant_hk", "yue_Hant", "yue", "Hant", "Sino-Tibetan", "low", (_P, _S)),
 ]
 
-LANGUAGES: dict[str, Language] = {row[0]: Language(*row) for row in _TABLE}
+STUDY = tuple(row[0] for row in _TABLE)
+
+# The other FLEURS languages: iso, name, fleurs, flores, seamless, script, family (no resource level given here)
+_MORE = [
+    ("afr", "Afrikaans", "af_za", "afr_Latn", "afr", "Latn", "Indo-European"),
+    ("ast", "Asturian", "ast_es", "ast_Latn", "ast", "Latn", "Indo-European"),
+    ("azj", "North Azerbaijani", "az_az", "azj_Latn", "azj", "Latn", "Turkic"),
+    ("bel", "Belarusian", "be_by", "bel_Cyrl", "bel", "Cyrl", "Indo-European"),
+    ("ben", "Bengali", "bn_in", "ben_Beng", "ben", "Beng", "Indo-European"),
+    ("bos", "Bosnian", "bs_ba", "bos_Latn", "bos", "Latn", "Indo-European"),
+    ("ceb", "Cebuano", "ceb_ph", "ceb_Latn", "ceb", "Latn", "Austronesian"),
+    ("ckb", "Central Kurdish", "ckb_iq", "ckb_Arab", "ckb", "Arab", "Indo-European"),
+    ("ces", "Czech", "cs_cz", "ces_Latn", "ces", "Latn", "Indo-European"),
+    ("cym", "Welsh", "cy_gb", "cym_Latn", "cym", "Latn", "Indo-European"),
+    ("dan", "Danish", "da_dk", "dan_Latn", "dan", "Latn", "Indo-European"),
+    ("spa", "Spanish", "es_419", "spa_Latn", "spa", "Latn", "Indo-European"),
+    ("ful", "Fula", "ff_sn", "fuv_Latn", "fuv", "Latn", "Atlantic-Congo"),
+    ("fil", "Filipino", "fil_ph", "tgl_Latn", "tgl", "Latn", "Austronesian"),
+    ("gle", "Irish", "ga_ie", "gle_Latn", "gle", "Latn", "Indo-European"),
+    ("glg", "Galician", "gl_es", "glg_Latn", "glg", "Latn", "Indo-European"),
+    ("guj", "Gujarati", "gu_in", "guj_Gujr", "guj", "Gujr", "Indo-European"),
+    ("hau", "Hausa", "ha_ng", "hau_Latn", "hau", "Latn", "Afro-Asiatic"),
+    ("hrv", "Croatian", "hr_hr", "hrv_Latn", "hrv", "Latn", "Indo-European"),
+    ("hun", "Hungarian", "hu_hu", "hun_Latn", "hun", "Latn", "Uralic"),
+    ("ibo", "Igbo", "ig_ng", "ibo_Latn", "ibo", "Latn", "Atlantic-Congo"),
+    ("isl", "Icelandic", "is_is", "isl_Latn", "isl", "Latn", "Indo-European"),
+    ("jav", "Javanese", "jv_id", "jav_Latn", "jav", "Latn", "Austronesian"),
+    ("kam", "Kamba", "kam_ke", "kam_Latn", "kam", "Latn", "Atlantic-Congo"),
+    ("kea", "Kabuverdianu", "kea_cv", "kea_Latn", "kea", "Latn", "Portuguese Creole"),
+    ("kaz", "Kazakh", "kk_kz", "kaz_Cyrl", "kaz", "Cyrl", "Turkic"),
+    ("kan", "Kannada", "kn_in", "kan_Knda", "kan", "Knda", "Dravidian"),
+    ("kir", "Kyrgyz", "ky_kg", "kir_Cyrl", "kir", "Cyrl", "Turkic"),
+    ("ltz", "Luxembourgish", "lb_lu", "ltz_Latn", "ltz", "Latn", "Indo-European"),
+    ("lug", "Ganda", "lg_ug", "lug_Latn", "lug", "Latn", "Atlantic-Congo"),
+    ("lin", "Lingala", "ln_cd", "lin_Latn", "lin", "Latn", "Atlantic-Congo"),
+    ("luo", "Luo", "luo_ke", "luo_Latn", "luo", "Latn", "Nilotic"),
+    ("lvs", "Latvian", "lv_lv", "lvs_Latn", "lvs", "Latn", "Indo-European"),
+    ("mri", "Maori", "mi_nz", "mri_Latn", "mri", "Latn", "Austronesian"),
+    ("mkd", "Macedonian", "mk_mk", "mkd_Cyrl", "mkd", "Cyrl", "Indo-European"),
+    ("khk", "Mongolian", "mn_mn", "khk_Cyrl", "khk", "Cyrl", "Mongolic"),
+    ("zsm", "Malay", "ms_my", "zsm_Latn", "zsm", "Latn", "Austronesian"),
+    ("mlt", "Maltese", "mt_mt", "mlt_Latn", "mlt", "Latn", "Afro-Asiatic"),
+    ("mya", "Burmese", "my_mm", "mya_Mymr", "mya", "Mymr", "Sino-Tibetan"),
+    ("nob", "Norwegian Bokmål", "nb_no", "nob_Latn", "nob", "Latn", "Indo-European"),
+    ("npi", "Nepali", "ne_np", "npi_Deva", "npi", "Deva", "Indo-European"),
+    ("nso", "Northern Sotho", "nso_za", "nso_Latn", "nso", "Latn", "Atlantic-Congo"),
+    ("nya", "Nyanja", "ny_mw", "nya_Latn", "nya", "Latn", "Atlantic-Congo"),
+    ("oci", "Occitan", "oc_fr", "oci_Latn", "oci", "Latn", "Indo-European"),
+    ("gaz", "Oromo", "om_et", "gaz_Latn", "gaz", "Latn", "Afro-Asiatic"),
+    ("ory", "Odia", "or_in", "ory_Orya", "ory", "Orya", "Indo-European"),
+    ("pan", "Punjabi", "pa_in", "pan_Guru", "pan", "Guru", "Indo-European"),
+    ("pol", "Polish", "pl_pl", "pol_Latn", "pol", "Latn", "Indo-European"),
+    ("pbt", "Pashto", "ps_af", "pbt_Arab", "pbt", "Arab", "Indo-European"),
+    ("por", "Portuguese", "pt_br", "por_Latn", "por", "Latn", "Indo-European"),
+    ("ron", "Romanian", "ro_ro", "ron_Latn", "ron", "Latn", "Indo-European"),
+    ("slk", "Slovak", "sk_sk", "slk_Latn", "slk", "Latn", "Indo-European"),
+    ("slv", "Slovenian", "sl_si", "slv_Latn", "slv", "Latn", "Indo-European"),
+    ("som", "Somali", "so_so", "som_Latn", "som", "Latn", "Afro-Asiatic"),
+    ("srp", "Serbian", "sr_rs", "srp_Cyrl", "srp", "Cyrl", "Indo-European"),
+    ("swe", "Swedish", "sv_se", "swe_Latn", "swe", "Latn", "Indo-European"),
+    ("tgk", "Tajik", "tg_tj", "tgk_Cyrl", "tgk", "Cyrl", "Indo-European"),
+    ("ukr", "Ukrainian", "uk_ua", "ukr_Cyrl", "ukr", "Cyrl", "Indo-European"),
+    ("umb", "Umbundu", "umb_ao", "umb_Latn", "umb", "Latn", "Atlantic-Congo"),
+    ("urd", "Urdu", "ur_pk", "urd_Arab", "urd", "Arab", "Indo-European"),
+    ("uzn", "Uzbek", "uz_uz", "uzn_Latn", "uzn", "Latn", "Turkic"),
+    ("vie", "Vietnamese", "vi_vn", "vie_Latn", "vie", "Latn", "Austroasiatic"),
+    ("wol", "Wolof", "wo_sn", "wol_Latn", "wol", "Latn", "Atlantic-Congo"),
+    ("xho", "Xhosa", "xh_za", "xho_Latn", "xho", "Latn", "Atlantic-Congo"),
+    ("yor", "Yoruba", "yo_ng", "yor_Latn", "yor", "Latn", "Atlantic-Congo"),
+    ("zul", "Zulu", "zu_za", "zul_Latn", "zul", "Latn", "Atlantic-Congo"),
+]
+
+LANGUAGES: dict[str, Language] = {row[0]: Language(*row[:8], row[8] + (_F,)) for row in _TABLE}
+LANGUAGES.update({row[0]: Language(*row, "unknown", (_F,)) for row in _MORE})
 SETS: dict[str, tuple[str, ...]] = {
-    "all": tuple(LANGUAGES),
+    "all": STUDY,
+    "study": STUDY,
     _P: tuple(iso for iso, lang in LANGUAGES.items() if _P in lang.sets),
     _S: tuple(iso for iso, lang in LANGUAGES.items() if _S in lang.sets),
+    _F: tuple(sorted(LANGUAGES, key=lambda iso: LANGUAGES[iso].fleurs)),
 }
 LEVELS = ("high", "medium", "low")
+UNKNOWN = "unknown"
+
+
+def level(iso: str, overrides: dict | None = None) -> str:
+    """A language's resource level: the job's `data.levels` entry, else the table's (or "unknown")."""
+    return (overrides or {}).get(iso) or get(iso).level
 
 
 def get(iso: str) -> Language:
@@ -77,8 +164,8 @@ def get(iso: str) -> Language:
         return LANGUAGES[iso]
     except KeyError:
         raise ConfigError(
-            f"unknown language {iso!r}: crossrep knows the study's 36 languages "
-            f"({', '.join(LANGUAGES)}) and the sets {', '.join(SETS)}"
+            f"unknown language {iso!r}: crossrep knows the {len(LANGUAGES)} FLEURS languages by ISO 639-3 code "
+            f"(the study's 36: {', '.join(STUDY)}; all: the set `fleurs`) and the sets {', '.join(SETS)}"
         ) from None
 
 
@@ -126,9 +213,13 @@ def expand(spec: str | list[str], key: str) -> tuple[str, ...]:
         codes = SETS.get(item, (item,))
         for code in codes:
             if code not in LANGUAGES:
-                raise ConfigError(
-                    f"{key}: unknown language {code!r}; known: {', '.join(LANGUAGES)}; sets: {', '.join(SETS)}"
-                )
+                try:
+                    code = resolve(code)
+                except ConfigError:
+                    raise ConfigError(f"{key}: unknown language {code!r}: give ISO 639-3 codes (or ISO 639-1, "
+                                      f"BCP-47, FLEURS config, FLoRes-200) of the {len(LANGUAGES)} FLEURS "
+                                      f"languages (`crossrep languages` lists them) or sets: "
+                                      f"{', '.join(SETS)}") from None
             if item not in SETS and source.get(code) == "list":
                 raise ConfigError(f"{key}: {code!r} is listed twice; list each language once")
             if item not in SETS:

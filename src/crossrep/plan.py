@@ -12,6 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from . import languages as langs
 from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
 from .data.corpus import open_language, resolve_format
@@ -69,6 +70,18 @@ def corpus(job: Job, progress: bool = True) -> dict:
     return {iso: open_language(job.data, iso, fmt) for iso in job.data.languages}
 
 
+def corpus_summary(job: Job) -> list[str]:
+    """What `crossrep plan` says of the corpus: its format, per language the keys it holds and its level, and
+    how many keys all of the job's languages share."""
+    data = corpus(job, progress=False)
+    shared = set.intersection(*(set(lang.sentences) for lang in data.values()))
+    lines = [f"# corpus {job.data.root} ({resolve_format(job.data)}, split {job.data.split}): {len(data)} "
+             f"languages, {len(shared)} keys shared by all"]
+    for iso, lang in data.items():
+        lines.append(f"#   {iso}\t{lang.lang.name}\t{langs.level(iso, job.data.levels)}\t{len(lang.sentences)} keys")
+    return lines
+
+
 def fingerprint(job: Job) -> dict:
     """The job settings an existing store must share to be resumed: everything that changes the stored bytes.
     Not `out` itself, and paths inside it relative to it (`<out>/...`), so that a moved output folder resumes."""
@@ -79,7 +92,8 @@ def fingerprint(job: Job) -> dict:
                and not (k == "batch_seconds" and not v) and not (k == "features" and v == "cpu")}
     # every format reads the same items (the format is not in the bytes); resampling off is how stores made
     # before the key existed were read
-    data = {k: v for k, v in d["data"].items() if k not in ("demo", "format") and not (k == "resample" and not v)}
+    data = {k: v for k, v in d["data"].items() if k not in ("demo", "format", "levels")
+            and not (k == "resample" and not v)}
     return portable({"data": data, "models": d["models"],
                      "extract": extract}, job.out)
 

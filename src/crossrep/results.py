@@ -133,7 +133,7 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
     coords["bound"] = _str(["low", "high"])
     info = {code: langs.get(code) for code in plan.languages}
     coords["lang"] = _str(plan.languages)
-    coords["level"] = ("lang", _str([info[c].level for c in plan.languages]))
+    coords["level"] = ("lang", _str([langs.level(c, job.data.levels) for c in plan.languages]))
     coords["family"] = ("lang", _str([info[c].family for c in plan.languages]))
     ds = xr.Dataset(data, coords=coords)
     _add_means(ds, lays, job)
@@ -270,6 +270,7 @@ def settings(job: Job) -> dict:
         "similarity": {"families": list(sim.families), "baseline_repeats": sim.baseline_repeats, "seed": sim.seed,
                        "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife},
         "analysis": {"language_bootstrap": job.analysis.language_bootstrap, "seed": job.analysis.seed},
+        "data": {"levels": dict(job.data.levels)},
         "retrieval": {**vars(job.retrieval), "scorings": list(job.retrieval.scorings)},
         "probes": vars(job.probes).copy(),
     }
@@ -292,7 +293,7 @@ def check(job: Job) -> None:
         if name in old:
             diff += [f"similarity.measures.{name}.{k}: stored {old[name].get(k, '(absent)')!r}, requested {v!r}"
                      for k, v in params.items() if old[name].get(k, ...) != v]
-    for section in ("similarity", "analysis", "retrieval", "probes"):
+    for section in ("similarity", "analysis", "retrieval", "probes", "data"):
         have = stored.get(section) or {}
         diff += [f"{section}.{k}: stored {have.get(k, '(absent)')!r}, requested {v!r}"
                  for k, v in wanted[section].items() if have.get(k, ...) != v]

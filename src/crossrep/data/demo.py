@@ -41,10 +41,11 @@ MARKER = "demo.json"
 
 @lru_cache(maxsize=1)
 def corpus() -> dict[str, list[str]]:
-    """The parallel corpus: ISO code -> sentences; line k of every language is the same sentence."""
+    """The parallel corpus of the study's 36 languages: ISO code -> sentences; line k of every language is the
+    same sentence."""
     folder = importlib.resources.files("crossrep.data").joinpath("corpus")
     out = {}
-    for iso in langs.LANGUAGES:
+    for iso in langs.STUDY:
         out[iso] = folder.joinpath(f"{iso}.txt").read_text(encoding="utf-8").splitlines()
     sizes = {len(v) for v in out.values()}
     if len(sizes) != 1:
@@ -71,8 +72,12 @@ def espeak_available() -> bool:
 def write_demo(root: Path, languages: tuple[str, ...] | None = None, sentences: int = 48,
                split: str = "test", use_espeak: bool | None = None, progress: bool = True) -> Path:
     """Write the demo copy at `root` (FLEURS layout); the folder appears only when complete."""
-    languages = languages or tuple(langs.LANGUAGES)
+    languages = languages or langs.STUDY
     text = corpus()
+    outside = [iso for iso in languages if iso not in text]
+    if outside:
+        raise DataError(f"demo data: crossrep's demo corpus has the study's 36 languages; not {', '.join(outside)} "
+                        f"(use a FLEURS copy or a manifest for them: docs/jobs.md, Data)")
     if not 2 <= sentences <= len(text["eng"]):
         raise DataError(f"demo data: sentences must be between 2 and {len(text['eng'])}, got {sentences}")
     use_espeak = espeak_available() if use_espeak is None else use_espeak

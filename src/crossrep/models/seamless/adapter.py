@@ -205,7 +205,7 @@ def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int =
     from ... import languages as langs
     from ...data.demo import corpus
 
-    codes = [langs.get(iso).seamless for iso in (languages or langs.LANGUAGES)]
+    codes = [langs.get(iso).seamless for iso in (languages or langs.STUDY)]
     chars = sorted({ch for lines in corpus().values() for line in lines for ch in line if not ch.isspace()})
     vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
     for token in ["▁"] + chars + [lang_token(c) for c in codes]:

@@ -76,7 +76,7 @@ class SonarAdapter(Adapter):
         points = {"text": tuple(stack(width, n_text, top=pool)), "speech": tuple(stack(width, n_speech, top=pool))}
         pairs = ([("in", "in", "in")] + [(str(i), str(i), str(i)) for i in range(1, min(n_text, n_speech) + 1)]
                  + [("pool", "pool", "pool")])
-        missing = sorted(langs.LANGUAGES.keys() - SPEECH_LANGUAGES)
+        missing = sorted(set(langs.STUDY) - SPEECH_LANGUAGES)
         advice = {"speech": f"SONAR has no speech encoder for {', '.join(missing)}: give the model "
                             f"`languages: paper-sonar` (the study's SONAR set) or a list without them, or add "
                             f"`checkpoint.speech.<iso>` for a language SONAR has"}

@@ -36,7 +36,7 @@ def build_tiny(path: Path, seed: int = TINY_SEED, dim: int = 64, layers: int = 3
     for name, pooler in (("eng", 3), ("other", 6)):
         model = randomise(SonarSpeechEncoder(dim, layers, heads, 2 * dim, 31, pooler, heads, 2 * dim, dim), gen)
         torch.save({"model": model.fairseq1_state(), "crossrep_config": hints}, path / f"spenc.{name}.pt")
-    for iso in sorted(SPEECH_LANGUAGES & set(langs.LANGUAGES)):
+    for iso in sorted(SPEECH_LANGUAGES & set(langs.STUDY)):
         speech[iso] = "spenc.eng.pt" if iso == "eng" else "spenc.other.pt"
     checkpoint = {"text": "sonar_text_encoder.pt", "tokenizer": "tokenizer", "speech": speech}
     write_marker(path, "SONAR", seed=seed, dim=dim, layers=layers, heads=heads, checkpoint=checkpoint)
