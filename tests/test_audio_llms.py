@@ -224,3 +224,45 @@ def test_omni_reads_its_sizes_from_a_whole_omni_config(tmp_path):
     AutoConfig.for_model("bert").save_pretrained(tmp_path / "other")
     with pytest.raises(ModelError, match=r"model_type is 'bert', not qwen2_5_omni_thinker or qwen2_5_omni"):
         Qwen25OmniAdapter.spec(str(tmp_path / "other"), {})
+
+
+def with_options(adapter, **options):
+    """The loaded adapter with other options (no reload)."""
+    other = type(adapter).__new__(type(adapter))
+    other.__dict__.update(adapter.__dict__, options=dict(adapter.options, **options))
+    return other
+
+
+def test_text_alone_equals_the_models_forward_on_the_text_only_sequence(family, checkpoint, adapter, clips):
+    """`text_input: alone`: the text side is the model's own forward pass over the template without its audio
+    block, tokenised as one string; the speech side stays the joint pass's; batching changes nothing."""
+    import transformers
+
+    alone = with_options(adapter, text_input="alone")
+    model = getattr(transformers, FAMILIES[family].model).from_pretrained(checkpoint).eval()
+    block = type(adapter).AUDIO_BLOCK
+    inputs = list(zip(clips, TEXTS))
+    batch = alone.embed_joint("eng", inputs, POINTS)
+    joint = adapter.embed_joint("eng", inputs, {"speech": POINTS["speech"]})
+    for i, text in enumerate(TEXTS):
+        whole = adapter.options["template"].replace(block, "").replace("{prompt}", text)
+        enc = adapter.tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+        at = whole.index(text)
+        mask = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+        kept = {}
+        hook = model.model.language_model.layers[-1].register_forward_hook(
+            lambda m, a, o: kept.update(last=o[0] if isinstance(o, tuple) else o))
+        with torch.no_grad():
+            hs = model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states
+        hook.remove()
+        ref = {"in": hs[0], "1": hs[1], "2": kept["last"], "out": hs[-1]}
+        assert adapter.tokenizer.decode(enc["input_ids"][0][mask]) == text
+        for p in POINTS["text"]:
+            want = ref[p][0][mask].double().mean(0).numpy()
+            assert rel(batch["text"][p][i], want) < 1e-5, (p, i)
+        for p in POINTS["speech"]:
+            assert rel(batch["speech"][p][i], joint["speech"][p][i]) < 1e-9, (p, i)
+    one = alone.embed_joint("eng", inputs[1:2], {"text": POINTS["text"]})
+    assert all(rel(one["text"][p][0], batch["text"][p][1]) < 1e-5 for p in POINTS["text"])
+    differs = adapter.embed_joint("eng", inputs[:1], {"text": ("out",)})["text"]["out"][0]
+    assert rel(differs, batch["text"]["out"][0]) > 1e-3  # the joint pass's transcript attends to the audio

@@ -494,3 +494,31 @@ def test_half_precision_runs_close_to_float32(paths, model, clips):
     assert half.body.layers[0].self_attn.q_proj.lora_A["default"].weight.dtype == torch.float32  # as peft 0.3 did
     for a, b in zip(st.hidden + (st.out, st.enc), ref.hidden + (ref.out, ref.enc)):
         assert bool(torch.isfinite(a).all()) and rel(a.float(), b) < 0.15
+
+
+def test_text_alone_is_the_llm_on_the_template_without_audio(paths, adapter, model, clips, sp):
+    """`text_input: alone`: BOS + the template minus `<Speech><SpeechHere></Speech>`, encoded as one string, through
+    the LLM with its LoRA (SALMONN never switches it off); batched equals one at a time; the speech side stays
+    the joint pass's."""
+    alone = SalmonnAdapter(paths, {"text_input": "alone"}, device="cpu")
+    inputs = list(zip(clips, TEXTS))
+    batch = alone.embed_joint("eng", inputs, {"text": ("in", "1", "out"), "speech": ("enc", "2")})
+    joint = adapter.embed_joint("eng", inputs, {"text": ("out",), "speech": ("enc", "2")})
+    for i, text in enumerate(TEXTS):
+        whole = f"USER:  {text.strip()}\nASSISTANT:"
+        ids = [sp.bos_id()] + sp.encode(whole)
+        with torch.inference_mode():
+            hs = model.body(inputs_embeds=model.body.embed_tokens(torch.tensor([ids])),
+                            output_hidden_states=True).hidden_states
+        ref_ids = alone.prepare_text([text])
+        mask = ref_ids["transcript"][0]
+        assert ref_ids["ids"][0].tolist() == ids
+        assert sp.decode([t for t, m in zip(ids, mask.tolist()) if m]) == text.strip()
+        assert not mask[:3].any() and not mask[-3:].any()  # BOS, 'USER:' and '\nASSISTANT:' are not
+        for p, h in (("in", hs[0]), ("1", hs[1]), ("out", hs[-1])):
+            assert rel(batch["text"][p][i], h[0][mask].double().mean(0)) < 1e-5, (p, i)
+        for p in ("enc", "2"):
+            assert rel(batch["speech"][p][i], joint["speech"][p][i]) < 1e-9
+        assert rel(batch["text"]["out"][i], joint["text"]["out"][i]) > 1e-3
+    one = alone.embed_joint("eng", inputs[2:], {"text": ("out",)})["text"]["out"][0]
+    assert rel(one, batch["text"]["out"][2]) < 1e-5

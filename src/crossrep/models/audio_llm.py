@@ -25,7 +25,7 @@ import torch
 from ..errors import ModelError
 from .base import DTYPES, ModelSpec, Point, Recorder, load_error, on, pick_device
 from .features import WhisperLogMel, pad_waves
-from .joint import JointAdapter, JointStates, build_prompt, offset_mask, pad_rows, row
+from .joint import JointAdapter, JointStates, TextStates, build_prompt, offset_mask, pad_rows, row
 from .points import stack
 from .tiny import cached
 
@@ -215,6 +215,24 @@ class AudioLLM(JointAdapter):
             hidden=(out.hidden_states[0],) + tuple(rec.values[str(i)] for i in range(1, n_layers + 1)),
             out=out.hidden_states[-1], valid=t["valid"], audio=t["audio"], speech=t["speech"],
             transcript=t["transcript"], prompt=t["valid"] & ~t["audio"], input_ids=t["ids"])
+
+
+    def encode_text(self, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
+        return encode(self.tokenizer, text, span)
+
+    @torch.inference_mode()
+    def run_text(self, rows: dict[str, torch.Tensor]) -> TextStates:
+        t = {k: on(self.device, v) for k, v in rows.items()}
+        rec = Recorder()
+        rec.layers(self.layers(), first_input=False)
+        try:
+            out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(), output_hidden_states=True,
+                                  use_cache=False)
+        finally:
+            rec.remove()
+        n_layers = len(self.layers())
+        return TextStates(hidden=(out.hidden_states[0],) + tuple(rec.values[str(i)] for i in range(1, n_layers + 1)),
+                          out=out.hidden_states[-1], valid=t["valid"], transcript=t["transcript"], input_ids=t["ids"])
 
 
 def from_pretrained(loader, checkpoint: str, what: str):

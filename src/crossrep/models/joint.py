@@ -19,7 +19,8 @@ from ..errors import ConfigError, ModelError
 from .base import Adapter, masked_mean, to_host
 
 DEFAULT_PROMPT = "{text}"
-CHOICES = {"text_positions": ("transcript", "prompt"), "audio_positions": ("all", "speech")}
+CHOICES = {"text_positions": ("transcript", "prompt"), "audio_positions": ("all", "speech"),
+           "text_input": ("joint", "alone")}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,17 @@ def build_prompt(text: str, prompt: str, template: str, placeholder: str) -> Pro
     return Prompt(halves[0], halves[1], span)
 
 
+def text_alone(text: str, prompt: str, template: str, placeholder: str, block: str) -> tuple[str, tuple[int, int]]:
+    """The text-only sequence of `template` (its audio `block`, the placeholder with its markers, removed; the
+    placeholder alone where the template does not hold the block) and the transcript's character span in it."""
+    if block in template:
+        template = template.replace(block, placeholder, 1)
+    parts = build_prompt(text, prompt, template, placeholder)
+    side, first, last = parts.span
+    shift = len(parts.left) if side == "right" else 0
+    return parts.left + parts.right, (first + shift, last + shift)
+
+
 def check_options(raw, prefix: str, family: str, template: str, placeholder: str, special=(), extra=None) -> dict:
     """`prompt`, `template`, `text_positions`, `audio_positions` (and a family's `extra` defaults), checked with
     the key at fault quoted and defaults filled in."""
@@ -62,7 +74,7 @@ def check_options(raw, prefix: str, family: str, template: str, placeholder: str
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix}: expected a mapping of {family} options, got {raw!r}")
     defaults = {"prompt": DEFAULT_PROMPT, "template": template, "text_positions": "transcript",
-                "audio_positions": "all", **(extra or {})}
+                "audio_positions": "all", "text_input": "joint", **(extra or {})}
     for key in raw:
         if key not in defaults:
             raise ConfigError(f"{prefix}.{key}: unknown {family} option; known: {', '.join(defaults)}")
@@ -145,6 +157,17 @@ class JointStates:
     input_ids: torch.Tensor  # long (B, N): token ids as the model received them
 
 
+@dataclass
+class TextStates:
+    """States of a batch of text-only sequences (`text_input: alone`), right-padded to N positions."""
+
+    hidden: tuple[torch.Tensor, ...]  # L + 1 tensors (B, N, H), as in JointStates
+    out: torch.Tensor
+    valid: torch.Tensor
+    transcript: torch.Tensor
+    input_ids: torch.Tensor
+
+
 class JointAdapter(Adapter):
     """An audio LLM: both modalities take (16 kHz clip, transcript) pairs; `embed_joint` runs one forward pass
     for both. Subclasses name the family, the default template and placeholder, and implement `states`."""
@@ -154,6 +177,7 @@ class JointAdapter(Adapter):
     TEMPLATE = "{audio}{prompt}"
     PLACEHOLDER = "{audio}"
     SPECIAL: tuple[str, ...] = ()  # tokens a prompt or template may not contain
+    AUDIO_BLOCK = ""  # the template's audio block (placeholder and markers) `text_input: alone` removes
     EXTRA_OPTIONS: dict = {}
 
     @classmethod
@@ -171,13 +195,39 @@ class JointAdapter(Adapter):
     def states(self, waves: list[np.ndarray], texts: list[str]) -> JointStates:
         return self.run(self.prepare(waves, texts))
 
+    def encode_text(self, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
+        """Ids of a whole text-only sequence (no special tokens added) and, per id, whether it is the transcript."""
+        raise ModelError(f"{self.FAMILY} cannot run text alone")
+
+    def text_prefix(self) -> list[int]:
+        """Ids the model puts before every sequence (a BOS), as in its joint rows."""
+        return []
+
+    def prepare_text(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Right-padded rows of the text-only sequences (`text_input: alone`)."""
+        rows = []
+        for sentence in texts:
+            whole, span = text_alone(sentence, self.options["prompt"], self.options["template"], self.PLACEHOLDER,
+                                     self.AUDIO_BLOCK or self.PLACEHOLDER)
+            rows.append(row(self.encode_text(whole, span), ([], []), audio_id=-1, n_audio=0, n_speech=0,
+                            prefix=self.text_prefix()))
+        return pad_rows(rows, 0, "cpu")
+
+    def run_text(self, rows: dict[str, torch.Tensor]) -> TextStates:
+        """One forward pass of text-only rows, without audio."""
+        raise ModelError(f"{self.FAMILY} cannot run text alone")
+
     def featurize(self, modality: str, iso: str, inputs: list):
         return self.featurize_joint(iso, inputs)
 
     def featurize_joint(self, iso: str, inputs: list):
         if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in inputs):
             raise ModelError(f"{self.FAMILY} takes (waveform, transcript) pairs for both modalities")
-        return self.prepare([x[0] for x in inputs], [str(x[1]) for x in inputs])
+        texts = [str(x[1]) for x in inputs]
+        joint = self.prepare([x[0] for x in inputs], texts)
+        if self.options["text_input"] == "joint":
+            return joint
+        return {"joint": joint, "text": self.prepare_text(texts)}
 
     def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
         return self.forward_joint(iso, features, {modality: points})[modality]
@@ -192,21 +242,30 @@ class JointAdapter(Adapter):
         """{modality: {point: pooled tensor}} of a featurized batch, from one forward pass."""
         if "enc" in points.get("text", ()):
             raise ModelError(f"{self.FAMILY} has no point 'enc' for text")
-        st = self.run(features)
-        values = {"in": st.hidden[0], "out": st.out}
-        values.update({str(i): h for i, h in enumerate(st.hidden[1:], 1)})
-        every = self.options["audio_positions"] == "all"
-        masks = {"speech": st.audio if every else st.speech,
-                 "text": st.transcript if self.options["text_positions"] == "transcript" else st.prompt}
-        enc_mask = st.enc_valid if every else st.enc_speech
+        alone = self.options["text_input"] == "alone"
+        joint_features = features["joint"] if alone else features
+        passes = {}  # modality -> (states of its pass, mask of its positions)
+        transcript_only = self.options["text_positions"] == "transcript"
+        if "speech" in points or not alone:
+            st = self.run(joint_features)
+            every = self.options["audio_positions"] == "all"
+            passes["speech"] = (st, st.audio if every else st.speech)
+            passes["text"] = (st, st.transcript if transcript_only else st.prompt)
+        if alone and "text" in points:
+            ts = self.run_text(features["text"])
+            passes["text"] = (ts, ts.transcript if transcript_only else ts.valid)
         out = {}
         for modality, names in points.items():
+            states, mask = passes[modality]
+            values = {"in": states.hidden[0], "out": states.out}
+            values.update({str(i): h for i, h in enumerate(states.hidden[1:], 1)})
             pooled = {}
             for p in names:
                 if p == "enc":
-                    pooled[p] = masked_mean(st.enc, enc_mask)
+                    every = self.options["audio_positions"] == "all"
+                    pooled[p] = masked_mean(states.enc, states.enc_valid if every else states.enc_speech)
                 elif p in values:
-                    pooled[p] = masked_mean(values[p], masks[modality])
+                    pooled[p] = masked_mean(values[p], mask)
                 else:
                     raise ModelError(f"{self.FAMILY} has no point {p!r}")
             out[modality] = pooled

@@ -21,6 +21,7 @@ class AudioFlamingo3Adapter(AudioLLM):
     TEMPLATE = "<|im_start|>user\n<sound>{prompt}<|im_end|>\n<|im_start|>assistant\n"
     PLACEHOLDER = "<sound>"
     SPECIAL = ("<|endoftext|>",)
+    AUDIO_BLOCK = "<sound>"
     TINY = "tiny-audioflamingo3"
 
     @classmethod

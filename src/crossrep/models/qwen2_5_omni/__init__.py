@@ -34,6 +34,7 @@ class Qwen25OmniAdapter(AudioLLM):
     TEMPLATE = "<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
     PLACEHOLDER = "<|AUDIO|>"
     SPECIAL = ("<|endoftext|>",)
+    AUDIO_BLOCK = "<|audio_bos|><|AUDIO|><|audio_eos|>"
     TINY = "tiny-qwen2_5_omni"
 
     def load_model(self, checkpoint: str) -> torch.nn.Module:

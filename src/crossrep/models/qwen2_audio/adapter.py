@@ -26,6 +26,7 @@ class Qwen2AudioAdapter(AudioLLM):
     MODEL_TYPE = "qwen2_audio"
     TEMPLATE, PLACEHOLDER = TEMPLATE, "<|AUDIO|>"
     SPECIAL = ("<|endoftext|>",)
+    AUDIO_BLOCK = "<|audio_bos|><|AUDIO|><|audio_eos|>"
     TINY = "tiny-qwen2_audio"
 
     @classmethod

@@ -10,7 +10,7 @@ import numpy as np
 from ...errors import ConfigError
 from ..base import DTYPES, ModelSpec, Point, load_error, pick_device
 from ..features import WhisperLogMel
-from ..joint import JointAdapter, JointStates
+from ..joint import JointAdapter, JointStates, TextStates
 from ..points import stack
 from ..tiny import cached
 from .model import KEYS, PLACEHOLDER, SPECIAL, TEMPLATE, Salmonn, Tokenizer, build_prompt, file_of
@@ -21,6 +21,7 @@ class SalmonnAdapter(JointAdapter):
     FAMILY = "SALMONN"
     device_features = True
     TEMPLATE, PLACEHOLDER, SPECIAL = TEMPLATE, PLACEHOLDER, SPECIAL
+    AUDIO_BLOCK = "<Speech><SpeechHere></Speech>"
 
     def __init__(self, checkpoint, options: dict | None = None, device: str = "auto", dtype: str = "float32",
                  features: str = "cpu"):
@@ -87,6 +88,15 @@ class SalmonnAdapter(JointAdapter):
 
     def run(self, prepared: dict) -> JointStates:
         return self.model.run(prepared)
+
+    def encode_text(self, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
+        return self.model.tokenizer.encode(text, span)
+
+    def text_prefix(self) -> list[int]:
+        return [self.model.tokenizer.bos]
+
+    def run_text(self, rows: dict) -> TextStates:
+        return self.model.run_text(rows)
 
 
 def _mapping(checkpoint) -> dict[str, str]:

@@ -55,7 +55,7 @@ from ...errors import ModelError
 from ..base import DTYPES, Recorder, load_error, on
 from ..checkpoint import loading_report, read_checkpoint, tensor_report
 from ..features import WhisperLogMel, pad_waves
-from ..joint import DEFAULT_PROMPT, JointStates, pad_rows, row
+from ..joint import DEFAULT_PROMPT, JointStates, TextStates, pad_rows, row
 from ..joint import build_prompt as _build_prompt
 from .beats import Beats, BeatsConfig, beats_config, load_beats
 from .qformer import UNUSED as QFORMER_UNUSED
@@ -307,6 +307,21 @@ class Salmonn:
             valid=valid, audio=audio, speech=t["speech"], transcript=t["transcript"], prompt=valid & ~audio,
             input_ids=ids.masked_fill(audio, -1),
         )
+
+    @torch.inference_mode()
+    def run_text(self, rows: dict) -> TextStates:
+        """The LLM (its LoRA included, as SALMONN always runs it) on text-only rows, without audio."""
+        t = {k: on(self.device, v) for k, v in rows.items()}
+        embeds = self.body.embed_tokens(t["ids"]).masked_fill(~t["valid"][..., None], 0.0)
+        rec = Recorder()
+        rec.layers(self.body.layers, first_input=False)
+        try:
+            out = self.body(inputs_embeds=embeds, attention_mask=t["valid"].long(), use_cache=False)
+        finally:
+            rec.remove()
+        layers = len(self.body.layers)
+        return TextStates(hidden=(embeds,) + tuple(rec.values[str(i)] for i in range(1, layers + 1)),
+                          out=out.last_hidden_state, valid=t["valid"], transcript=t["transcript"], input_ids=t["ids"])
 
     def states(self, waveform, text, prompt: str = DEFAULT_PROMPT, template: str = TEMPLATE) -> JointStates:
         """Hidden states of BOS + left prompt + audio tokens + right prompt for one clip and its text, or for
