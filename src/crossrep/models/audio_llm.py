@@ -217,6 +217,9 @@ class AudioLLM(JointAdapter):
             transcript=t["transcript"], prompt=t["valid"] & ~t["audio"], input_ids=t["ids"])
 
 
+    def lens_modules(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return self.backbone().language_model.norm, self.model.get_output_embeddings()
+
     def encode_text(self, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
         return encode(self.tokenizer, text, span)
 

@@ -17,6 +17,8 @@ import torch
 
 from ..errors import ConfigError, ModelError
 from .base import Adapter, masked_mean, to_host
+from .lens import LensRequest
+from .lens import scores as lens_scores
 
 DEFAULT_PROMPT = "{text}"
 CHOICES = {"text_positions": ("transcript", "prompt"), "audio_positions": ("all", "speech"),
@@ -232,14 +234,21 @@ class JointAdapter(Adapter):
     def forward(self, modality: str, iso: str, features, points: tuple[str, ...]) -> dict[str, torch.Tensor]:
         return self.forward_joint(iso, features, {modality: points})[modality]
 
-    def embed_joint(self, iso: str, inputs: list, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
+    def lens_modules(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """(final norm, LM head) of the decoder, for the logit lens."""
+        raise ModelError(f"{self.FAMILY} offers no logit lens")
+
+    def embed_joint(self, iso: str, inputs: list, points: dict[str, tuple[str, ...]],
+                    lens: LensRequest | None = None) -> dict[str, dict]:
         """{modality: {point: (batch, width) float64 array}} for the modalities in `points`, one forward pass."""
-        out = self.forward_joint(iso, self.featurize_joint(iso, inputs), points)
+        out = self.forward_joint(iso, self.featurize_joint(iso, inputs), points, lens)
         return {m: to_host(v) for m, v in out.items()}
 
     @torch.inference_mode()
-    def forward_joint(self, iso: str, features, points: dict[str, tuple[str, ...]]) -> dict[str, dict]:
-        """{modality: {point: pooled tensor}} of a featurized batch, from one forward pass."""
+    def forward_joint(self, iso: str, features, points: dict[str, tuple[str, ...]],
+                      lens: LensRequest | None = None) -> dict[str, dict]:
+        """{modality: {point: pooled tensor}} of a featurized batch, from one forward pass; with `lens` and the
+        speech side asked for, also the logit lens's `lens_<point>` scores and `lenstop_<point>` ids there."""
         if "enc" in points.get("text", ()):
             raise ModelError(f"{self.FAMILY} has no point 'enc' for text")
         alone = self.options["text_input"] == "alone"
@@ -269,4 +278,16 @@ class JointAdapter(Adapter):
                 else:
                     raise ModelError(f"{self.FAMILY} has no point {p!r}")
             out[modality] = pooled
+        if lens is not None and "speech" in points:
+            st = passes["speech"][0]
+            values = {"in": st.hidden[0], "out": st.out}
+            values.update({str(i): h for i, h in enumerate(st.hidden[1:], 1)})
+            norm, head = self.lens_modules()
+            own = [st.input_ids[b][st.transcript[b]].tolist() for b in range(st.input_ids.shape[0])]
+            for p in lens.points:
+                if p not in values:
+                    raise ModelError(f"{self.FAMILY}: the logit lens reads decoder points; {p!r} is not one")
+                scored, top = lens_scores(values[p], st.audio, norm, head, p == "out", own, list(lens.partner),
+                                          lens.k)
+                out["speech"][f"lens_{p}"], out["speech"][f"lenstop_{p}"] = scored, top
         return out

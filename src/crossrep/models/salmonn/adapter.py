@@ -89,6 +89,9 @@ class SalmonnAdapter(JointAdapter):
     def run(self, prepared: dict) -> JointStates:
         return self.model.run(prepared)
 
+    def lens_modules(self):
+        return self.model.body.norm, self.model.llm.get_output_embeddings()
+
     def encode_text(self, text: str, span: tuple[int, int]) -> tuple[list[int], list[bool]]:
         return self.model.tokenizer.encode(text, span)
 
