@@ -25,7 +25,7 @@ LAYERS = [
     ["plan"],
     ["extract", "prefetch", "timing", "measures", "retrieve", "probes", "svcca", "families", "stats"],
     ["reduce", "readout", "scheduler"],
-    ["results"],
+    ["results", "lensdata"],
     ["analysis"],
     ["launch", "stages"],
     ["status", "cli", "__main__", "api", ""],  # "": the package itself, whose __init__ is the public API

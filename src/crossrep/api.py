@@ -69,6 +69,13 @@ class Results:
 
         return results.open_model(self.job.out, model, load=False)
 
+    def lens(self, model: str):
+        """The logit lens of an audio LLM at its audio positions (xarray Dataset: lang x sentence x point, the
+        sentence ids a coordinate; see crossrep.lensdata), when the job listed it under `analysis.lens`."""
+        from . import lensdata
+
+        return lensdata.dataset(self.store, model)
+
     def findings(self):
         """The findings' tests (pandas): one row per finding, model and measure, as in findings.csv."""
         import pandas as pd

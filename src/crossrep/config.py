@@ -104,11 +104,21 @@ class TsneConfig:
 
 
 @dataclass(frozen=True)
+class LensConfig:
+    """The logit lens at audio positions (crossrep.models.lens), computed during extraction of these audio LLMs."""
+
+    models: tuple[str, ...]  # model names; empty: no lens
+    points: tuple[str, ...] | None  # decoder points to read (None: every one, "in" to "out")
+    k: int  # the job's k of recall@k, besides 1 and 10
+
+
+@dataclass(frozen=True)
 class AnalysisConfig:
     alpha: float  # significance level of the findings' verdicts
     language_bootstrap: int  # resamples (and permutations) of languages for the findings' intervals and tests
     seed: int
     tsne: TsneConfig
+    lens: LensConfig = LensConfig((), None, 5)
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,10 @@ class Job:
             "executor": vars(self.executor).copy(),
             "analysis": {"alpha": self.analysis.alpha, "language_bootstrap": self.analysis.language_bootstrap,
                          "seed": self.analysis.seed, "tsne": {**vars(self.analysis.tsne),
-                                                              "points": dict(self.analysis.tsne.points)}},
+                                                              "points": dict(self.analysis.tsne.points)},
+                         "lens": {"models": list(self.analysis.lens.models), "k": self.analysis.lens.k,
+                                  "points": ("all" if self.analysis.lens.points is None
+                                             else list(self.analysis.lens.points))}},
             "retrieval": {**vars(self.retrieval), "scorings": list(self.retrieval.scorings)},
             "probes": vars(self.probes).copy(),
         }
@@ -571,9 +584,29 @@ def _analysis(a: Section, models: tuple[ModelConfig, ...]) -> AnalysisConfig:
     t.done()
     analysis = AnalysisConfig(alpha=a.float("alpha", 0.05, low=1e-6, high=0.5),
                               language_bootstrap=a.int("language_bootstrap", 1000, minimum=20),
-                              seed=a.int("seed", 0), tsne=tsne)
+                              seed=a.int("seed", 0), tsne=tsne,
+                              lens=_lens(Section(a.get("lens", None), a.key("lens"), required=False), names))
     a.done()
     return analysis
+
+
+def _lens(s: Section, names: set[str]) -> LensConfig:
+    """`analysis.lens`: which audio LLMs get the logit lens, at which points, with which k (the adapter and the
+    points are checked when the store is planned)."""
+    models = s.get("models", [])
+    models = [models] if isinstance(models, str) else models
+    if not isinstance(models, list) or any(not isinstance(m, str) for m in models):
+        raise ConfigError(f"{s.key('models')}: expected a list of model names, got {models!r}")
+    unknown = [m for m in models if m not in names]
+    if unknown:
+        raise ConfigError(f"{s.key('models')}: no model named {unknown[0]!r} (have {', '.join(sorted(names))})")
+    points = s.get("points", "all")
+    if points != "all" and (not isinstance(points, list) or not points):
+        raise ConfigError(f"{s.key('points')}: expected 'all' or a list of point names, got {points!r}")
+    lens = LensConfig(models=tuple(dict.fromkeys(models)),
+                      points=None if points == "all" else tuple(str(p) for p in points), k=s.int("k", 5, minimum=1))
+    s.done()
+    return lens
 
 
 def _path(section: Section, name: str) -> Path:

@@ -182,7 +182,10 @@ class Extractor:
                             batch_size=None, num_workers=workers, pin_memory=clock.cuda, worker_init_fn=_worker_init,
                             multiprocessing_context="fork" if workers else None,
                             prefetch_factor=2 if workers else None)
-        unit = Unit(keys, points, done, batches, last, chunk_ids)
+        plan = self.store.model(first.model)
+        lens = (Lens.of(plan, type(adapter), ids, lang.texts(ids), str(keys["speech"]))
+                if plan.lens and "speech" in keys else None)
+        unit = Unit(keys, points, done, batches, last, chunk_ids, lens)
         with ThreadPoolExecutor(1, thread_name_prefix="crossrep-write") as writer:  # chunks are written while
             writes = self.loop(adapter, clock, loader, workers, unit, writer, bar)   # the model runs on
         for w in writes:
@@ -219,7 +222,9 @@ class Extractor:
             need = {m: unit.points[m] for m in keys if c not in unit.done[m]}
             with clock("forward"):
                 if adapter.joint_inputs:
-                    pooled = adapter.forward_joint(lang, features, need)
+                    lens = (unit.lens.request([unit.chunk_ids[c][r] for r in rows])
+                            if unit.lens is not None and "speech" in need else None)
+                    pooled = adapter.forward_joint(lang, features, need, lens)
                 else:
                     pooled = {m: adapter.forward(m, lang, features, p) for m, p in need.items()}
             with clock("pool"):
@@ -281,9 +286,10 @@ class Extractor:
                     raise ModelError(f"{keys[m].key}: NaN or infinite activation at point {p!r} for sentence id "
                                      f"{sids[int(np.argmax(bad))]} (extract.dtype={self.job.extract.dtype}; or no "
                                      f"valid position to pool over)")
+                dtype = np.int32 if p.startswith("lenstop_") else np.float32  # token ids of the logit lens
                 if p not in out[m]:
-                    out[m][p] = np.empty((n, v.shape[1]), dtype=np.float32)
-                out[m][p][rows] = v.astype(np.float32)
+                    out[m][p] = np.empty((n, v.shape[1]), dtype=dtype)
+                out[m][p][rows] = v.astype(dtype)
 
     def check_lengths(self, adapter, lang, ids: list[int], audio: list[np.ndarray]) -> None:
         """Refuse clips longer than the model takes, naming the file (a model would cut them silently)."""
@@ -307,6 +313,30 @@ class Unit:
     batches: list[tuple[int, list[int]]]
     last: dict[int, int]
     chunk_ids: dict[int, list[int]]
+    lens: "Lens | None" = None
+
+
+@dataclass(frozen=True)
+class Lens:
+    """The logit lens of a unit (`analysis.lens`): its points, k, and per sentence id the transcript ids of the
+    sentence after it in the shard's stored order (wrapping), the paired chance level: never the sentence itself."""
+
+    points: tuple[str, ...]
+    k: int
+    partner: dict[int, tuple[int, ...]]
+
+    def request(self, sids: list[int]):
+        from .models.lens import LensRequest
+
+        return LensRequest(self.points, self.k, tuple(self.partner[s] for s in sids))
+
+    @classmethod
+    def of(cls, plan, adapter_cls, ids: list[int], texts: list[str], where: str) -> "Lens":
+        if len(ids) < 2:
+            raise ModelError(f"{where}: the logit lens pairs each sentence with another; this shard has {len(ids)}")
+        tokens = adapter_cls.text_tokenizer(plan.checkpoint, plan.options)
+        by_id = {sid: tuple(tokens(t)) for sid, t in zip(ids, texts)}
+        return cls(plan.lens, plan.lens_k, {sid: by_id[ids[(r + 1) % len(ids)]] for r, sid in enumerate(ids)})
 
 
 class Featurized(Dataset):

@@ -17,7 +17,7 @@ from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
 from .data.corpus import open_language, resolve_format
 from .data.fleurs import select
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 from .models import adapter_class, family
 from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences, portable
 
@@ -94,8 +94,9 @@ def fingerprint(job: Job) -> dict:
     # before the key existed were read
     data = {k: v for k, v in d["data"].items() if k not in ("demo", "format", "levels")
             and not (k == "resample" and not v)}
+    lens = {"lens": d["analysis"]["lens"]} if job.analysis.lens.models else {}  # computed with the activations
     return portable({"data": data, "models": d["models"],
-                     "extract": extract}, job.out)
+                     "extract": extract, **lens}, job.out)
 
 
 def store_plan(job: Job, progress: bool = True) -> StorePlan:
@@ -115,14 +116,30 @@ def store_plan(job: Job, progress: bool = True) -> StorePlan:
         names = {mod: {p.name for p in pts} for mod, pts in points.items()}
         pairs = tuple(tuple(pair) for pair in spec.pairs if pair[1] in names["text"] and pair[2] in names["speech"])
         sel = select(data, m.languages, job.data.crossmodal_sentences, m.crosslingual_sentences, m.name)
+        lens = lens_points(job, m, cls, spec) if m.name in job.analysis.lens.models else ()
         models.append(ModelPlan(
             name=m.name, adapter=m.adapter, checkpoint=checkpoint, options=options, languages=tuple(m.languages),
             points=points, pairs=pairs,
             crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in sel.crossmodal.items()},
             crosslingual_ids=tuple(int(i) for i in sel.crosslingual),
             shard_ids={lang: tuple(int(i) for i in sel.shard_ids(lang)) for lang in m.languages},
+            lens=lens, lens_k=job.analysis.lens.k if lens else 0,
         ))
     return StorePlan(job=fingerprint(job), chunk_size=job.extract.chunk_size, models=tuple(models))
+
+
+def lens_points(job: Job, m, cls, spec) -> tuple[str, ...]:
+    """The decoder points the logit lens reads for model `m` (`analysis.lens`), checked against what it offers."""
+    key = "analysis.lens"
+    if not getattr(cls, "offers_lens", False):
+        raise ConfigError(f"{key}.models: {m.name} ({m.adapter}) has no LM head to read; the logit lens is for "
+                          f"audio LLMs")
+    offered = [p.name for p in spec.points["speech"] if p.kind != "encoder"]
+    wanted = job.analysis.lens.points or tuple(offered)
+    unknown = [p for p in wanted if p not in offered]
+    if unknown:
+        raise ConfigError(f"{key}.points: {m.name} has no decoder point {unknown[0]!r}; it offers {', '.join(offered)}")
+    return tuple(wanted)
 
 
 def create_store(job: Job, progress: bool = True) -> ActivationStore:

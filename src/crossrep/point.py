@@ -26,3 +26,9 @@ class Point:
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"point {self.name!r}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+
+
+# what the logit lens records per sentence at a point (crossrep.models.lens computes it, crossrep.store keeps it)
+LENS_FIELDS = ("recall_1", "recall_10", "recall_k", "logprob",
+               "chance_recall_1", "chance_recall_10", "chance_recall_k", "chance_logprob")
+LENS_TOP = 5  # most probable ids of the lens applied to the mean audio state

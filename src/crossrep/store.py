@@ -35,7 +35,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 from . import progress
 from .errors import StoreError
 from .paths import located, portable
-from .point import Point
+from .point import LENS_FIELDS, LENS_TOP, Point
 
 LAYOUT = 3
 TIMING_DIR = "activations.timing"  # beside FILENAME: per-shard timing records (crossrep.timing)
@@ -83,6 +83,13 @@ class ModelPlan:
     crossmodal_ids: dict[str, tuple[int, ...]]  # language -> its first N sentence ids
     crosslingual_ids: tuple[int, ...]  # the first M ids shared by all languages
     shard_ids: dict[str, tuple[int, ...]]  # language -> the ids its shards hold (both modalities)
+    lens: tuple[str, ...] = ()  # decoder points read by the logit lens (speech shards); empty: no lens
+    lens_k: int = 0  # the job's k of recall@k
+
+    def arrays(self, modality: str) -> tuple[str, ...]:
+        """The shard arrays beside `sentence`: one per point, and per lens point its scores and top ids."""
+        lens = [f"{kind}_{p}" for p in self.lens for kind in ("lens", "lenstop")] if modality == "speech" else []
+        return tuple(p.name for p in self.points[modality]) + tuple(lens)
 
     def point(self, modality: str, name: str) -> Point:
         for p in self.points[modality]:
@@ -104,6 +111,7 @@ class ModelPlan:
             "crossmodal_ids": {lang: list(ids) for lang, ids in self.crossmodal_ids.items()},
             "crosslingual_ids": list(self.crosslingual_ids),
             "shard_ids": {lang: list(ids) for lang, ids in self.shard_ids.items()},
+            **({"lens": list(self.lens), "lens_k": self.lens_k} if self.lens else {}),
         }
 
     @classmethod
@@ -120,6 +128,7 @@ class ModelPlan:
                 crossmodal_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["crossmodal_ids"].items()},
                 crosslingual_ids=tuple(int(i) for i in a["crosslingual_ids"]),
                 shard_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["shard_ids"].items()},
+                lens=tuple(a.get("lens", ())), lens_k=int(a.get("lens_k", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: model attributes unreadable ({type(exc).__name__}: {exc})") from None
@@ -360,7 +369,7 @@ class ActivationStore:
             return [Damage(key, "-", c, self._dir(key), "shard group missing") for c in chunks]
         n = len(self.plan.model(key.model).shard_ids[key.lang])
         out = []
-        for point in self.points(key):
+        for point in self.plan.model(key.model).arrays(key.modality):
             try:
                 arr = group[point]
             except KeyError:
@@ -471,6 +480,14 @@ def _create_shard(root: zarr.Group, m: ModelPlan, key: ShardKey, chunk_size: int
         g.create_array(p.name, shape=(n, p.width), dtype="float32", chunks=(inner, p.width),
                        shards=(chunk_size, p.width), compressors=[ZstdCodec(), Crc32cCodec()],
                        dimension_names=["sentence", f"feature_{p.name}"], fill_value=np.nan)
+    if key.modality == "speech":
+        for p in m.lens:  # the logit lens: scores (LENS_FIELDS) and the mean audio state's top ids
+            for name, width, dtype, dim, fill in ((f"lens_{p}", len(LENS_FIELDS), "float32", "lens_field", np.nan),
+                                                  (f"lenstop_{p}", LENS_TOP, "int32", "rank", -1)):
+                if name not in g:
+                    g.create_array(name, shape=(n, width), dtype=dtype, chunks=(math.gcd(chunk_size, 16), width),
+                                   shards=(chunk_size, width), compressors=[ZstdCodec(), Crc32cCodec()],
+                                   dimension_names=["sentence", dim], fill_value=fill)
     return fresh
 
 

@@ -43,6 +43,7 @@ class AudioLLM(JointAdapter):
     TINY = ""  # cache folder name of the tiny build
     max_seconds = 30.0  # one Whisper window; longer clips would be cut silently by the feature extractor
     device_features = True
+    offers_lens = True  # final norm and LM head loaded: the logit lens can read them
 
     def __init__(self, checkpoint: str, options: dict, device: str = "auto", dtype: str = "float32",
                  features: str = "cpu"):

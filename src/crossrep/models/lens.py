@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelError
-
-FIELDS = ("recall_1", "recall_10", "recall_k", "logprob",
-          "chance_recall_1", "chance_recall_10", "chance_recall_k", "chance_logprob")
-TOP = 5  # most probable ids of the mean audio state kept per sentence and point
+from ..point import LENS_FIELDS as FIELDS
+from ..point import LENS_TOP as TOP
 BLOCK = 64  # audio positions per block of the vocabulary-wide computation
 
 

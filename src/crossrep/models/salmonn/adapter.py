@@ -20,6 +20,7 @@ from .tiny import build_tiny, tiny_paths
 class SalmonnAdapter(JointAdapter):
     FAMILY = "SALMONN"
     device_features = True
+    offers_lens = True  # final norm and LM head loaded: the logit lens can read them
     TEMPLATE, PLACEHOLDER, SPECIAL = TEMPLATE, PLACEHOLDER, SPECIAL
     AUDIO_BLOCK = "<Speech><SpeechHere></Speech>"
 
