@@ -17,7 +17,7 @@ from crossrep.paths import portable
 from crossrep.plan import open_checked
 from crossrep.version import __version__
 
-from . import figures, findings, readouts, report, tokens, tsne
+from . import figures, findings, lens, readouts, report, tokens, tsne
 
 
 def run(job: Job) -> Path:
@@ -37,6 +37,7 @@ def run(job: Job) -> Path:
         with progress.stage("aggregate: figures"):
             figures.draw(full, out, names, a.language_bootstrap, a.seed)
             readout_figures = readouts.draw(full, out, a.language_bootstrap, a.seed)
+            lens_record = _lens(job, store, out)
         bar.update()
         with progress.stage("aggregate: t-SNE"):
             tsne.run(job, out)
@@ -49,6 +50,7 @@ def run(job: Job) -> Path:
             drawn = _move_figures(out, target)
             record = _record(job, store, decided, started, drawn)
             record["readouts"] = _readouts(job, full, readout_figures)
+            record["lens"] = lens_record
             _write_json(job.out / "findings.json", record)
             pd.DataFrame(findings.as_dicts(decided)).to_csv(job.out / "findings.csv", index=False,
                                                             float_format="%.6g")
@@ -112,6 +114,33 @@ def _readouts(job: Job, full: dict, drawn: list[str]) -> dict:
                                    "p": float(v.p.values[idx])})
     return {"onset": tests.to_dict("records") if len(tests) else [], "probes": probe_rows,
             "figures": drawn, "retrieval": job.to_dict()["retrieval"], "probe_settings": job.to_dict()["probes"]}
+
+
+def _lens(job: Job, store, out: Path) -> dict:
+    """What the report's "Logit lens" section states: per lens model the onset tests (lens_onset.csv), fig10_lens,
+    and the lens's 5 most probable tokens of the mean audio state at every point for the first sentence of the
+    first language (decoded by the model's tokenizer)."""
+    from crossrep import lensdata
+    from crossrep.models import adapter_class
+
+    tables, top = {}, []
+    for name in job.analysis.lens.models:
+        ds = lensdata.dataset(store, name)
+        tables[name] = lens.onset_tests(ds, name, job.analysis.alpha, job.analysis.seed)
+        plan = store.model(name)
+        first = ds.isel(lang=0).dropna("sentence", subset=["recall_1"]).isel(sentence=0)
+        texts = adapter_class(plan.adapter).token_texts(plan.checkpoint, plan.options,
+                                                        [int(i) for i in first.top_ids.values.ravel()])
+        for j, point in enumerate(ds.point.values):
+            top.append({"model": name, "lang": str(first.lang.values), "sentence": int(first.sentence.values),
+                        "point": str(point), "tokens": texts[j * first.sizes["rank"]:(j + 1) * first.sizes["rank"]]})
+    if not tables:
+        return {}
+    table = pd.concat(tables.values())
+    table.to_csv(job.out / "lens_onset.csv", index=False, float_format="%.6g")
+    drawn = lens.draw(tables, out)
+    return {"onset": table.to_dict("records"), "top": top, "figures": [drawn] if drawn else [],
+            "settings": job.to_dict()["analysis"]["lens"]}
 
 
 def _move_figures(out: Path, target: Path) -> set[str]:

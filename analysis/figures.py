@@ -89,7 +89,9 @@ def fig2(datasets: dict, out: Path, suffix: str, measure: str, count: int, seed:
         ax.plot(t.depth, t.null_mean, ls="-.", color="gray", lw=1.2, label=CHANCE)
         ax.plot(t.depth, t.baseline, ls="--", color="gray", lw=0.8, alpha=0.3, label=RANDOM)
         _ticks(ax, ds.pair_depth.values, ds.pair.values)
-        ax.set(title=f"{model}: cross-modal (text vs speech)", xlabel="point",
+        text_input = (ds.attrs.get("options") or {}).get("text_input")
+        label = f", text {text_input}" if text_input else ""  # audio LLMs: transcript in the joint pass or alone
+        ax.set(title=f"{model}: cross-modal (text vs speech{label})", xlabel="point",
                ylabel=f"raw {measure} (95 % interval: {src})\nfindings subtract the chance line", ylim=(-0.02, 1.02))
         ax.legend(fontsize=7)
     _save(fig, out, "fig2_crossmodal" + suffix, pd.concat(frames))

@@ -177,6 +177,7 @@ def render(findings: dict, figures_dir: Path) -> str:
                      or DASH} for x in methods.get("measures") or []]
     page = {
         "readouts": readout_section(findings.get("readouts") or {}, figure, findings.get("alpha")),
+        "lens": lens_section(findings.get("lens") or {}, figure, findings.get("alpha")),
         "job": num(findings.get("job")), "version": num(findings.get("crossrep_version")),
         "created": num(findings.get("created")), "alpha": num(findings.get("alpha")),
         "language_bootstrap": num(findings.get("language_bootstrap")),
@@ -236,6 +237,51 @@ def readout_section(readouts: dict, figure, alpha: Any = None) -> dict:
     figures = [figure(name + ".png", READOUT_CAPTIONS.get(name, ""), READOUT_CAPTIONS.get(name, name))
                for name in readouts.get("figures") or []]
     return {"statements": statements, "probes": probes, "figures": figures} if statements or probes else {}
+
+
+METRIC_WORDS = {"recall_10": "transcript recall@10", "logprob": "mean best log-probability"}
+
+
+def lens_section(lens: dict, figure, alpha: Any = None) -> dict:
+    """The "Logit lens" section: per model and metric, the first point where the audio positions read the
+    transcript's tokens better than another sentence's (with its interval), the last point, the top tokens."""
+    onset = [r for r in lens.get("onset") or [] if isinstance(r, dict)]
+    statements = []
+    for key in dict.fromkeys((r.get("model"), r.get("metric")) for r in onset):
+        rows = sorted((r for r in onset if (r.get("model"), r.get("metric")) == key), key=lambda r: r["depth"])
+        first = next((r for r in rows if r.get("onset")), None)
+        last = rows[-1]
+
+        def said(r):
+            conf = f"{100 * r['confidence']:.4g} %" if _finite(r.get("confidence")) else "no interval"
+            return (f"{num(r['own'])} against {num(r['chance'])} for another sentence's transcript (difference "
+                    f"{num(r['difference'])}, {interval(r['low'], r['high'])} at {conf}; Holm-adjusted p "
+                    f"{num(r['p_adjusted'])})")
+
+        what = METRIC_WORDS.get(str(key[1]), str(key[1]))
+        if first is None:
+            text = (f"at no point of {len(rows)} does the {what} at the audio positions exceed the paired chance "
+                    f"level (α = {num(alpha)}, Holm over the points); at {last['point']}: {said(last)}")
+        else:
+            text = (f"the audio positions first read the transcript at {first['point']} (depth "
+                    f"{num(first['depth'])}): {what} {said(first)}; at {last['point']}: {said(last)}")
+        statements.append({"model": num(key[0]), "metric": what, "text_input": num(rows[0].get("text_input")),
+                           "text": text, "verdict": "holds" if first is not None else "does not hold"})
+    top = [{"model": num(r.get("model")), "where": f"{r.get('lang')} sentence {r.get('sentence')}",
+            "point": str(r.get("point")), "tokens": " | ".join(map(str, r.get("tokens") or []))}
+           for r in lens.get("top") or [] if isinstance(r, dict)]
+    figures = [figure(name + ".png", "logit lens at the audio positions: own transcript against another "
+                                     "sentence's, over depth", "logit lens over depth")
+               for name in lens.get("figures") or []]
+    settings = flat(lens.get("settings") or {})
+    return {"statements": statements, "top": top, "figures": figures, "settings": settings} if statements else {}
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def calibration(summary: Any) -> dict:

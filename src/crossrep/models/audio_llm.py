@@ -147,6 +147,12 @@ class AudioLLM(JointAdapter):
         return tokenizer
 
     @classmethod
+    def token_texts(cls, checkpoint: str, options: dict, ids: list[int]) -> list[str]:
+        """Each token id as the tokenizer writes it (`<id N>` for LM-head rows past the tokenizer's size)."""
+        tokenizer = cls.load_tokenizer(checkpoint)
+        return [tokenizer.decode([i]) if 0 <= i < len(tokenizer) else f"<id {i}>" for i in ids]
+
+    @classmethod
     def text_tokenizer(cls, checkpoint: str, options: dict):
         """The transcript's ids as `states` marks them: the template part holding it, tokenised alone."""
         opts = cls.check_options(options or {}, "options")

@@ -84,6 +84,12 @@ class SalmonnAdapter(JointAdapter):
 
         return ids
 
+    @classmethod
+    def token_texts(cls, checkpoint, options: dict, ids: list[int]) -> list[str]:
+        """Each token id as a SentencePiece piece (`<id N>` past the vocabulary)."""
+        sp = Tokenizer(file_of(_mapping(checkpoint)["llm"], "tokenizer.model")).sp
+        return [sp.id_to_piece(i) if 0 <= i < sp.get_piece_size() else f"<id {i}>" for i in ids]
+
     def prepare(self, waves: list[np.ndarray], texts: list[str]) -> dict:
         return self.model.prepare(waves, texts, prompt=self.options["prompt"], template=self.options["template"])
 
