@@ -123,3 +123,24 @@ def test_planted_head_gives_the_constructed_recall(adapter, clips):
     shared = len(set(planted) & set(partner)) / len(partner)
     assert scores["chance_recall_1"] == scores["chance_recall_10"] == shared
     assert abs(scores["chance_logprob"] - np.mean([logp[:, t].max() for t in partner])) < 1e-4
+
+
+def test_lens_settings_are_checked_naming_the_key(make_job):
+    from crossrep.config import load_job
+    from crossrep.errors import ConfigError
+    from crossrep.plan import store_plan
+
+    with pytest.raises(ConfigError, match=r"analysis\.lens\.models: no model named 'nope'"):
+        load_job(make_job(**{"analysis.lens": {"models": ["nope"]}}))
+    with pytest.raises(ConfigError, match=r"analysis\.lens\.k: .*"):
+        load_job(make_job(**{"analysis.lens": {"models": ["seamless"], "k": 0}}))
+    with pytest.raises(ConfigError, match=r"analysis\.lens\.colour"):
+        load_job(make_job(**{"analysis.lens": {"colour": 1}}))
+    job = load_job(make_job(**{"analysis.lens": {"models": ["seamless"]}}))
+    with pytest.raises(ConfigError, match=r"analysis\.lens\.models: seamless \(seamless_m4t_v2\) has no LM head"):
+        store_plan(job, progress=False)
+    job = load_job(make_job(**{"models.0.adapter": "qwen2_audio", "models.0.checkpoint": "tiny",
+                               "analysis.lens": {"models": ["seamless"], "points": ["enc"]}}))
+    with pytest.raises(ConfigError, match=r"analysis\.lens\.points: seamless has no decoder point 'enc'; it "
+                                          r"offers in, 1, 2, out"):
+        store_plan(job, progress=False)
