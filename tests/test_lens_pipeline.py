@@ -1,4 +1,5 @@
-"""A job with two audio LLMs (Qwen2-Audio with `text_input: alone`, Audio Flamingo 3 joint) and the logit lens on
+"""A job with two audio LLMs (Qwen2-Audio with `text_input: alone`, Voxtral through the generic hf_audio_llm
+family, joint) and the logit lens on
 both, end to end on tiny models: what the store holds equals the adapter's lens with the partner sentences
 spelled out, the chance partner is never the sentence itself, damaged lens chunks are found, the report's
 section is there."""
@@ -28,12 +29,12 @@ def lens_run(tmp_path_factory, demo_root):
                     "crosslingual_sentences": 6},
            "models": [{"name": "qwen", "adapter": "qwen2_audio", "checkpoint": "tiny",
                        "options": {"text_input": "alone"}},
-                      {"name": "af3", "adapter": "audioflamingo3", "checkpoint": "tiny"}],
+                      {"name": "vox", "adapter": "hf_audio_llm", "checkpoint": "tiny:voxtral"}],
            "extract": {"batch_size": 3, "chunk_size": 4, "device": "cpu", "threads": 1, "feature_workers": 0},
            "similarity": {"measures": ["svcca"], "baseline_repeats": 2, "permutations": 4, "jackknife": 3,
                           "workers": 1},
            "retrieval": {"bootstrap": 10}, "probes": {"permutations": 20, "bootstrap": 10},
-           "analysis": {"language_bootstrap": 100, "lens": {"models": ["qwen", "af3"], "points": ["1", "out"],
+           "analysis": {"language_bootstrap": 100, "lens": {"models": ["qwen", "vox"], "points": ["1", "out"],
                                                             "k": 3}},
            "executor": {"kind": "debug"}}
     path = tmp / "job.yaml"
@@ -48,13 +49,13 @@ def test_stored_lens_equals_the_adapter_with_the_next_sentence_as_partner(lens_r
     from crossrep.models.lens import LensRequest
 
     results = crossrep.open(lens_run.out)
-    for name in ("qwen", "af3"):
+    for name in ("qwen", "vox"):
         ds = results.lens(name)
         plan = results.store.model(name)
         assert list(ds.point.values) == ["1", "out"] and ds.attrs["k"] == 3
         assert ds.attrs["text_input"] == ("alone" if name == "qwen" else "joint")
-        cls = adapter_class(plan.adapter)
-        adapter = cls(plan.checkpoint, plan.options, device="cpu")
+        adapter = adapter_class(plan.adapter)(plan.checkpoint, plan.options, device="cpu")
+        cls = type(adapter)  # the generic family's adapter is its recipe's
         lang = open_language(lens_run.data, "deu")
         ids = list(plan.shard_ids["deu"])
         assert list(ds.sentence.values) == sorted({i for lg in LANGS for i in plan.shard_ids[lg]})
@@ -81,7 +82,7 @@ def test_report_and_tables_carry_the_lens(lens_run):
 
     out = lens_run.out
     table = pd.read_csv(out / "lens_onset.csv")
-    assert set(table.model) == {"qwen", "af3"} and set(table.metric) == {"recall_10", "logprob"}
+    assert set(table.model) == {"qwen", "vox"} and set(table.metric) == {"recall_10", "logprob"}
     assert set(table.text_input) == {"alone", "joint"}
     assert (out / "figures" / "fig10_lens.png").is_file()
     page = (out / "report" / "index.html").read_text()

@@ -454,10 +454,11 @@ def test_options_are_validated_with_the_key_at_fault(tmp_path):
     prefix = "models.1.options"
     full = SalmonnAdapter.check_options({}, prefix)
     assert full == {"prompt": "{text}", "template": "USER: <Speech><SpeechHere></Speech> {prompt}\nASSISTANT:",
-                    "text_positions": "transcript", "audio_positions": "all"}
+                    "text_positions": "transcript", "audio_positions": "all", "text_input": "joint"}
     assert SalmonnAdapter.check_options({"audio_positions": "speech"}, prefix)["audio_positions"] == "speech"
     cases = [({"prompts": "x"}, f"{prefix}.prompts"),
              ({"text_positions": "all"}, f"{prefix}.text_positions: 'all' is not one of transcript, prompt"),
+             ({"text_input": "both"}, f"{prefix}.text_input: 'both' is not one of joint, alone"),
              ({"audio_positions": "real"}, f"{prefix}.audio_positions: 'real' is not one of all, speech"),
              ({"prompt": "Repeat after me"}, f"{prefix}.prompt"),
              ({"template": "USER: {prompt}"}, f"{prefix}.template")]

@@ -108,6 +108,7 @@ def store_plan(job: Job, progress: bool = True) -> StorePlan:
         options = cls.check_options(m.options, f"{m.key}.options")
         checkpoint = cls.resolve(m.checkpoint, checkpoint_cache(job))
         spec = cls.spec(checkpoint, options)
+        options = spec.options if spec.options is not None else options
         points = {}
         for modality in MODALITIES:
             for lang in m.languages:

@@ -38,7 +38,7 @@ class AudioLLM(JointAdapter):
     MODEL = ""  # transformers class with the checkpoint's weights (an *ForConditionalGeneration)
     MODEL_TYPE = ""  # the config's model_type
     ALSO_ACCEPTED: tuple[str, ...] = ()  # other model types `sizes` and `load_model` know how to read
-    MASK_KWARG = "feature_attention_mask"  # the backbone's keyword for the mel-frame mask
+    MASK_KWARG = "feature_attention_mask"  # the backbone's keyword for the mel-frame mask (None: it takes none)
     AUDIO_ID_KEY = "audio_token_id"  # config key of the placeholder id
     TINY = ""  # cache folder name of the tiny build
     max_seconds = 30.0  # one Whisper window; longer clips would be cut silently by the feature extractor
@@ -86,6 +86,12 @@ class AudioLLM(JointAdapter):
     def token_counts(self, mel_frames: torch.Tensor) -> torch.Tensor:
         """Audio tokens (= tower frames) per clip from its valid mel frames, by the tower's own rule."""
         return self.tower()._get_feat_extract_output_lengths(mel_frames)[1]
+
+    def speech_counts(self, mel_frames: torch.Tensor) -> tuple[list[int], list[int]]:
+        """(audio tokens covering the clip, encoder frames covering it) per clip; here every token covers it and
+        the tower's frames are the tokens."""
+        n = [int(v) for v in self.token_counts(mel_frames)]
+        return n, n
 
     def record_encoder(self, rec: Recorder) -> None:
         """Hook that keeps "enc": here the tower's output, (B, frames of 30 s, D)."""
@@ -187,16 +193,18 @@ class AudioLLM(JointAdapter):
     def prepare(self, waves: list[np.ndarray], texts: list[str]) -> dict:
         """Mel features, their mask, audio tokens per clip and the expanded token rows (CPU, no weights)."""
         audio = self.mel([_mono(w) for w in waves])
-        counts = [int(n) for n in self.token_counts(audio["mel_mask"].sum(-1))]
+        frames = audio["mel_mask"].sum(-1)
+        counts = [int(n) for n in self.token_counts(frames)]
+        speech, enc_frames = self.speech_counts(frames)
         rows = []
-        for n, sentence in zip(counts, texts):
+        for n, n_speech, sentence in zip(counts, speech, texts):
             if n < 2:  # a single placeholder takes transformers' legacy merge path, which reshapes the sequence
                 raise ModelError(f"a clip gives {n} audio token; {self.FAMILY} needs at least 2 (about 0.1 s)")
             parts = build_prompt(sentence, self.options["prompt"], self.options["template"], self.PLACEHOLDER)
             rows.append(row(encode(self.tokenizer, parts.left, parts.part_span("left")),
                             encode(self.tokenizer, parts.right, parts.part_span("right")),
-                            audio_id=self.audio_id, n_audio=n, n_speech=n))
-        return dict(audio, counts=counts, rows=pad_rows(rows, self.pad_id, "cpu"))
+                            audio_id=self.audio_id, n_audio=n, n_speech=n_speech))
+        return dict(audio, counts=counts, enc_frames=enc_frames, rows=pad_rows(rows, self.pad_id, "cpu"))
 
     @torch.inference_mode()
     def run(self, prepared: dict) -> JointStates:
@@ -210,12 +218,12 @@ class AudioLLM(JointAdapter):
         rec.layers(self.layers(), first_input=False)
         try:
             out = self.backbone()(input_ids=t["ids"], attention_mask=t["valid"].long(),
-                                  input_features=mel,
-                                  **{self.MASK_KWARG: on(self.device, prepared["mel_mask"])},
+                                  input_features=mel, **({self.MASK_KWARG: on(self.device, prepared["mel_mask"])}
+                                                         if self.MASK_KWARG else {}),
                                   output_hidden_states=True, use_cache=False)
         finally:
             rec.remove()
-        enc, enc_valid, enc_speech = self.encoder_states(rec.values["enc"], prepared["counts"])
+        enc, enc_valid, enc_speech = self.encoder_states(rec.values["enc"], prepared["enc_frames"])
         n_layers = len(self.layers())
         return JointStates(
             enc=enc, enc_valid=enc_valid, enc_speech=enc_speech,

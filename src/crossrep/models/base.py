@@ -23,6 +23,7 @@ class ModelSpec:
     pairs: tuple[tuple[str, str, str], ...]  # cross-modal comparisons: (label, text point, speech point)
     languages: dict[str, frozenset[str] | None]  # modality -> ISO codes it can take (None: any)
     advice: dict[str, str] = field(default_factory=dict)  # modality -> what to do about a missing language
+    options: dict | None = None  # the options completed with what only the checkpoint decides (None: as checked)
 
     def check_language(self, model: str, iso: str, modality: str) -> None:
         known = self.languages[modality]

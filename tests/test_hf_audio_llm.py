@@ -1,0 +1,170 @@
+"""The generic audio-LLM family `hf_audio_llm`: recipes by model_type, decoder found by structure. Voxtral on a
+tiny random model in the hub layout against the model's own forward pass (`output_hidden_states=True`) on ids
+expanded by the Voxtral processor's rule (its processor needs a Tekken tokenizer through mistral_common, which
+no tiny build here provides), text alone, batching and the logit lens; a Qwen2-Audio checkpoint read through the
+generic family equals its own family's adapter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crossrep.errors import ConfigError, ModelError
+from crossrep.models.hf_audio_llm import HFAudioLLMAdapter, VoxtralRecipe
+from crossrep.models.lens import FIELDS, LensRequest
+from crossrep.models.qwen2_audio import Qwen2AudioAdapter
+
+pytestmark = pytest.mark.model
+
+SR = 16_000
+TEXTS = ["the dog ran home today", "wir sind letztes wochenende mit dem zug gefahren", "ព្រះអាទិត្យរះឆាប់"]
+POINTS = {"text": ("in", "1", "2", "out"), "speech": ("enc", "in", "1", "2", "out")}
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    return HFAudioLLMAdapter.resolve("tiny:voxtral", tmp_path_factory.mktemp("voxtral"))
+
+
+def load(checkpoint, **options):
+    spec = HFAudioLLMAdapter.spec(checkpoint, HFAudioLLMAdapter.check_options(options, "options"))
+    return HFAudioLLMAdapter(checkpoint, spec.options, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def adapter(checkpoint):
+    return load(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    return [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (2.5, 7.0, 4.3)]
+
+
+def reference(checkpoint: str, wave: np.ndarray, text: str) -> dict:
+    """One clip through VoxtralForConditionalGeneration: `<s>[INST][BEGIN_AUDIO]` + [AUDIO] x 375 (one 30 s
+    window) + transcript + `[/INST]` tokenised whole, Whisper features padded to 30 s."""
+    import transformers
+
+    model = transformers.VoxtralForConditionalGeneration.from_pretrained(checkpoint).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    feats = transformers.WhisperFeatureExtractor.from_pretrained(checkpoint)(
+        [wave], sampling_rate=SR, padding="max_length", return_tensors="pt")["input_features"]
+    whole = "<s>[INST][BEGIN_AUDIO]" + "[AUDIO]" * 375 + text + "[/INST]"
+    enc = tok(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+    at = whole.index(text)
+    transcript = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+    kept = {}
+    hooks = [model.model.audio_tower.register_forward_hook(lambda m, a, o: kept.update(enc=o.last_hidden_state[0])),
+             model.model.language_model.layers[-1].register_forward_hook(
+                 lambda m, a, o: kept.update(last=o[0] if isinstance(o, tuple) else o))]
+    with torch.no_grad():
+        out = model(input_ids=enc["input_ids"], input_features=feats, output_hidden_states=True)
+    for h in hooks:
+        h.remove()
+    ids = enc["input_ids"][0]
+    audio = ids == model.config.audio_token_id
+    hs = out.hidden_states
+    states = {"in": hs[0][0], "1": hs[1][0], "2": kept["last"][0], "out": hs[-1][0]}
+    frames = (len(wave) // 160 - 1) // 2 + 1  # mel frames of the clip -> encoder frames (stride 2)
+    return {"ids": ids, "audio": audio, "transcript": transcript, "states": states, "model": model,
+            "speech": {p: v[audio].double().mean(0).numpy() for p, v in states.items()}
+            | {"enc": kept["enc"].double().mean(0).numpy(),
+               "enc_clip": kept["enc"][:frames].double().mean(0).numpy()},
+            "text": {p: v[transcript].double().mean(0).numpy() for p, v in states.items()}}
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_voxtral_equals_the_models_own_forward(checkpoint, adapter, clips, i):
+    ref = reference(checkpoint, clips[i], TEXTS[i])
+    st = adapter.states([clips[i]], [TEXTS[i]])
+    n = int(st.valid[0].sum())
+    assert st.input_ids[0, :n].tolist() == ref["ids"].tolist()
+    assert st.audio[0, :n].tolist() == ref["audio"].tolist() and int(st.audio.sum()) == 375
+    assert st.transcript[0, :n].tolist() == ref["transcript"].tolist()
+    assert adapter.tokenizer.decode(st.input_ids[0][st.transcript[0]]) == TEXTS[i]
+    out = adapter.embed_joint("eng", [(clips[i], TEXTS[i])], POINTS)
+    for modality, points in POINTS.items():
+        for p in points:
+            assert rel(out[modality][p][0], ref[modality][p]) < 1e-5, (modality, p)
+    clip = load(checkpoint, audio_positions="speech").embed_joint("eng", [(clips[i], TEXTS[i])],
+                                                                  {"speech": ("enc",)})["speech"]["enc"][0]
+    assert rel(clip, ref["speech"]["enc_clip"]) < 1e-5 and rel(clip, ref["speech"]["enc"]) > 1e-3
+    # the audio tokens covering the clip: one per 4 encoder frames (80 ms)
+    assert int(st.speech.sum()) == -(-((len(clips[i]) // 160 - 1) // 2 + 1) // 4)
+
+
+def test_voxtral_batched_equals_one_at_a_time_and_text_alone_is_the_text_only_forward(checkpoint, adapter, clips):
+    import transformers
+
+    inputs = list(zip(clips, TEXTS))
+    batch = adapter.embed_joint("eng", inputs, POINTS)
+    for k, item in enumerate(inputs):
+        one = adapter.embed_joint("eng", [item], POINTS)
+        for modality, points in POINTS.items():
+            for p in points:
+                assert rel(batch[modality][p][k], one[modality][p][0]) < 1e-5, (modality, p, k)
+    alone = load(checkpoint, text_input="alone").embed_joint("eng", inputs, {"text": POINTS["text"]})
+    model = transformers.VoxtralForConditionalGeneration.from_pretrained(checkpoint).eval()
+    for k, text in enumerate(TEXTS):
+        whole = "<s>[INST]" + text + "[/INST]"
+        enc = adapter.tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+        at = whole.index(text)
+        mask = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+        with torch.no_grad():
+            hs = model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states
+        for p, h in (("in", hs[0]), ("1", hs[1]), ("out", hs[-1])):
+            assert rel(alone["text"][p][k], h[0][mask].double().mean(0).numpy()) < 1e-5, (p, k)
+        assert rel(alone["text"]["out"][k], batch["text"]["out"][k]) > 1e-3
+
+
+def test_voxtral_lens_reads_the_structural_norm_and_head(checkpoint, adapter, clips):
+    ref = reference(checkpoint, clips[0], TEXTS[0])
+    own = ref["ids"][ref["transcript"]].tolist()
+    got = adapter.embed_joint("eng", [(clips[0], TEXTS[0])], {"speech": ("in",)},
+                              LensRequest(("1", "out"), 5, (tuple(own),)))
+    model = ref["model"]
+    norm, head = model.model.language_model.norm, model.lm_head
+    for p in ("1", "out"):
+        h = ref["states"][p][ref["audio"]]
+        with torch.no_grad():
+            logp = head(h if p == "out" else norm(h)).double().log_softmax(-1).numpy()
+        ids = sorted(set(own))
+        best = np.mean([logp[:, t].max() for t in ids])
+        r10 = np.mean([any((row > row[t]).sum() < 10 for row in logp) for t in ids])
+        scores = dict(zip(FIELDS, got["speech"][f"lens_{p}"][0]))
+        assert abs(scores["logprob"] - best) < 1e-5 * abs(best) and scores["recall_10"] == r10
+        assert scores["logprob"] == scores["chance_logprob"]  # the same transcript as partner: the same numbers
+
+
+def test_a_qwen2_audio_checkpoint_through_the_generic_family_equals_its_own_adapter(tmp_path, clips):
+    checkpoint = Qwen2AudioAdapter.resolve("tiny", tmp_path)
+    generic = load(checkpoint)
+    assert type(generic) is Qwen2AudioAdapter
+    own = Qwen2AudioAdapter(checkpoint, {}, device="cpu").embed_joint("eng", [(clips[1], TEXTS[1])], POINTS)
+    got = generic.embed_joint("eng", [(clips[1], TEXTS[1])], POINTS)
+    assert all(np.array_equal(got[m][p], own[m][p]) for m, ps in POINTS.items() for p in ps)
+    assert generic.options["template"] == Qwen2AudioAdapter.TEMPLATE
+
+
+def test_unknown_model_types_and_bare_tiny_are_refused(tmp_path):
+    from transformers import AutoConfig
+
+    AutoConfig.for_model("bert").save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelError, match=r"model_type 'bert' has no hf_audio_llm recipe \(known: .*voxtral"):
+        HFAudioLLMAdapter.spec(str(tmp_path / "bert"), {})
+    with pytest.raises(ConfigError, match=r"needs a model_type, e\.g\. `tiny:voxtral`"):
+        HFAudioLLMAdapter.resolve("tiny", tmp_path)
+    with pytest.raises(ConfigError, match=r"no recipe for model_type 'nope'"):
+        HFAudioLLMAdapter.resolve("tiny:nope", tmp_path)
+    with pytest.raises(ConfigError, match=r"options\.colour: unknown Voxtral option"):
+        HFAudioLLMAdapter.check_options({"colour": 1}, "options")
+    assert VoxtralRecipe.sizes(AutoConfig.from_pretrained(HFAudioLLMAdapter.resolve("tiny:voxtral", tmp_path))) \
+        == (64, 2, 32)
