@@ -168,3 +168,72 @@ def test_unknown_model_types_and_bare_tiny_are_refused(tmp_path):
         HFAudioLLMAdapter.check_options({"colour": 1}, "options")
     assert VoxtralRecipe.sizes(AutoConfig.from_pretrained(HFAudioLLMAdapter.resolve("tiny:voxtral", tmp_path))) \
         == (64, 2, 32)
+
+
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory) -> str:
+    return HFAudioLLMAdapter.resolve("tiny:qwen3_omni_moe_thinker", tmp_path_factory.mktemp("qwen3"))
+
+
+def qwen3_reference(checkpoint: str, wave: np.ndarray, text: str, template: str) -> dict:
+    """One clip through Qwen3OmniMoeThinkerForConditionalGeneration: the placeholder repeated by the model's own
+    length rule (chunks of 100 mel frames -> 13 tokens), the whole text tokenised at once (its processor needs
+    torchvision for its video part, which has no CPU build for this torch here)."""
+    import transformers
+    from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+
+    model = transformers.Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(checkpoint).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    feats = transformers.WhisperFeatureExtractor.from_pretrained(checkpoint)(
+        [wave], sampling_rate=SR, return_attention_mask=True, padding="max_length", return_tensors="pt")
+    n = int(_get_feat_extract_output_lengths(feats["attention_mask"].sum(-1), 50))
+    whole = template.replace("<|audio_pad|>", "<|audio_pad|>" * n).replace("{prompt}", text)
+    enc = tok(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+    at = whole.index(text)
+    transcript = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+    kept = {}
+    hooks = [model.model.audio_tower.ln_post.register_forward_hook(lambda m, a, o: kept.update(enc=a[0])),
+             model.model.language_model.layers[-1].register_forward_hook(
+                 lambda m, a, o: kept.update(last=o[0] if isinstance(o, tuple) else o))]
+    with torch.no_grad():
+        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                    input_features=feats["input_features"], feature_attention_mask=feats["attention_mask"],
+                    output_hidden_states=True)
+    for h in hooks:
+        h.remove()
+    ids = enc["input_ids"][0]
+    audio = ids == model.config.audio_token_id
+    hs = out.hidden_states
+    states = {"in": hs[0][0], "1": hs[1][0], "2": kept["last"][0], "out": hs[-1][0]}
+    return {"ids": ids, "audio": audio, "transcript": transcript, "n": n,
+            "speech": {p: v[audio].double().mean(0).numpy() for p, v in states.items()}
+            | {"enc": kept["enc"].double().mean(0).numpy()},
+            "text": {p: v[transcript].double().mean(0).numpy() for p, v in states.items()}}
+
+
+def test_qwen3_omni_thinker_equals_its_own_forward_batched_and_alone(qwen3, clips):
+    adapter = load(qwen3)
+    assert type(adapter).FAMILY == "Qwen3-Omni"
+    inputs = list(zip(clips, TEXTS))
+    batch = adapter.embed_joint("eng", inputs, POINTS)
+    for i, (clip, text) in enumerate(inputs):
+        ref = qwen3_reference(qwen3, clip, text, adapter.options["template"])
+        st = adapter.states([clip], [text])
+        n = int(st.valid[0].sum())
+        assert st.input_ids[0, :n].tolist() == ref["ids"].tolist() and int(st.audio.sum()) == ref["n"]
+        assert st.transcript[0, :n].tolist() == ref["transcript"].tolist()
+        for modality, points in POINTS.items():
+            for p in points:
+                assert rel(batch[modality][p][i], ref[modality][p]) < 1e-5, (modality, p, i)
+    assert [int(adapter.states([c], ["x"]).audio.sum()) for c in clips] == [33, 91, 56]  # 2.5 s, 7 s, 4.3 s
+    alone = load(qwen3, text_input="alone").embed_joint("eng", inputs[:1], {"text": ("out",)})["text"]["out"][0]
+    import transformers
+
+    model = transformers.Qwen3OmniMoeThinkerForConditionalGeneration.from_pretrained(qwen3).eval()
+    whole = adapter.options["template"].replace(type(adapter).AUDIO_BLOCK, "").replace("{prompt}", TEXTS[0])
+    enc = adapter.tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+    at = whole.index(TEXTS[0])
+    mask = torch.tensor([b > a and a < at + len(TEXTS[0]) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+    with torch.no_grad():
+        hs = model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states
+    assert rel(alone, hs[-1][0][mask].double().mean(0).numpy()) < 1e-5

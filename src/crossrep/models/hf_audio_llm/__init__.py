@@ -16,7 +16,7 @@ from pathlib import Path
 from ...errors import ConfigError, ModelError
 from ..audio_llm import AudioLLM
 from ..base import Adapter, ModelSpec
-from .recipes import RECIPES, StructuralAudioLLM, VoxtralRecipe
+from .recipes import RECIPES, Qwen3OmniRecipe, StructuralAudioLLM, VoxtralRecipe
 
 FAMILY_FOLDERS = ("qwen2_audio", "qwen2_5_omni", "audioflamingo3")  # AudioLLM families with their own folder
 
@@ -108,4 +108,4 @@ class HFAudioLLMAdapter(Adapter):
         return recipe(checkpoint).token_texts(checkpoint, options, ids)
 
 
-__all__ = ["HFAudioLLMAdapter", "StructuralAudioLLM", "VoxtralRecipe", "recipe", "recipes"]
+__all__ = ["HFAudioLLMAdapter", "Qwen3OmniRecipe", "StructuralAudioLLM", "VoxtralRecipe", "recipe", "recipes"]

@@ -14,6 +14,7 @@ import torch
 
 from ...errors import ModelError
 from ..audio_llm import AudioLLM
+from ..qwen2_5_omni import Qwen25OmniAdapter
 
 
 def find_decoder(model: torch.nn.Module, layers: int) -> torch.nn.Module:
@@ -109,4 +110,73 @@ class VoxtralRecipe(StructuralAudioLLM):
         write_marker(path, "Voxtral", seed=seed)
 
 
-RECIPES = {"voxtral": VoxtralRecipe}
+class Qwen3OmniRecipe(StructuralAudioLLM, Qwen25OmniAdapter):
+    """Qwen3-Omni's thinker (`Qwen/Qwen3-Omni-30B-A3B-Instruct`, `-Thinking`, `-Captioner`): Qwen2.5-Omni's shape
+    (packed audio tower, its state before `ln_post` as "enc", TMRoPE positions computed by the model) with a
+    mixture-of-experts decoder (48 layers of 2048 in 30B-A3B) and a tower that downsamples chunks of 100 mel frames
+    to 13 tokens (about 13 per second). The hub checkpoints hold the whole model; its thinker is taken.
+    Memory (bfloat16): the thinker's 30 B parameters, about 61 GB."""
+
+    FAMILY = "Qwen3-Omni"
+    MODEL = "Qwen3OmniMoeThinkerForConditionalGeneration"
+    MODEL_TYPE = "qwen3_omni_moe_thinker"
+    ALSO_ACCEPTED = ("qwen3_omni_moe",)
+    PLACEHOLDER = "<|audio_pad|>"
+    AUDIO_BLOCK = "<|audio_start|><|audio_pad|><|audio_end|>"
+    TEMPLATE = "<|im_start|>user\n<|audio_start|><|audio_pad|><|audio_end|>{prompt}<|im_end|>\n<|im_start|>assistant\n"
+    SPECIAL = ("<|endoftext|>",)
+    TINY = "tiny-qwen3_omni_moe"
+
+    def load_model(self, checkpoint: str) -> torch.nn.Module:
+        import transformers
+
+        if self.config(checkpoint).model_type == self.MODEL_TYPE:
+            return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype)
+        return transformers.Qwen3OmniMoeForConditionalGeneration.from_pretrained(checkpoint, dtype=self.dtype).thinker
+
+    def token_counts(self, mel_frames: torch.Tensor) -> torch.Tensor:
+        from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths
+
+        return _get_feat_extract_output_lengths(mel_frames, self.tower().n_window)
+
+    @classmethod
+    def sizes(cls, cfg) -> tuple[int, int, int]:
+        cfg = cfg.thinker_config if cfg.model_type == "qwen3_omni_moe" else cfg
+        return cfg.text_config.hidden_size, cfg.text_config.num_hidden_layers, cfg.audio_config.d_model
+
+    @classmethod
+    def build_tiny(cls, path: Path, seed: int = 2028) -> None:
+        from transformers import (Qwen3OmniMoeAudioEncoderConfig, Qwen3OmniMoeTextConfig, Qwen3OmniMoeThinkerConfig,
+                                  Qwen3OmniMoeThinkerForConditionalGeneration, Qwen3OmniMoeVisionEncoderConfig,
+                                  WhisperFeatureExtractor)
+
+        from ..tiny import byte_bpe_tokenizer, randomise, write_marker
+
+        special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_pad|>", "<|audio_start|>",
+                   "<|audio_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
+        tokenizer = byte_bpe_tokenizer(special)
+        ids = {t: tokenizer.convert_tokens_to_ids(t) for t in special}
+        audio = Qwen3OmniMoeAudioEncoderConfig(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=4,
+                                               encoder_ffn_dim=64, d_model=32, output_dim=64,
+                                               downsample_hidden_size=16, max_source_positions=1500)
+        vision = Qwen3OmniMoeVisionEncoderConfig(depth=1, hidden_size=32, intermediate_size=64, num_heads=2,
+                                                 out_hidden_size=64, deepstack_visual_indexes=[0])
+        # TMRoPE: the three sections sum to half the head size (64 / 4 heads / 2 = 8); 4 experts, 2 per token
+        text = Qwen3OmniMoeTextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2,
+                                      rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                                       "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+                                      pad_token_id=tokenizer.pad_token_id)
+        cfg = Qwen3OmniMoeThinkerConfig(
+            audio_config=audio, vision_config=vision, text_config=text, audio_token_id=ids["<|audio_pad|>"],
+            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+            audio_start_token_id=ids["<|audio_start|>"], vision_start_token_id=ids["<|vision_start|>"])
+        model = randomise(Qwen3OmniMoeThinkerForConditionalGeneration(cfg), torch.Generator().manual_seed(seed))
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        WhisperFeatureExtractor(feature_size=128).save_pretrained(path)
+        write_marker(path, "Qwen3-Omni thinker", seed=seed)
+
+
+RECIPES = {"voxtral": VoxtralRecipe, "qwen3_omni_moe_thinker": Qwen3OmniRecipe, "qwen3_omni_moe": Qwen3OmniRecipe}
