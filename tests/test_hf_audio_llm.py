@@ -1,8 +1,8 @@
 """The generic audio-LLM family `hf_audio_llm`: recipes by model_type, decoder found by structure. Voxtral on a
-tiny random model in the hub layout against the model's own forward pass (`output_hidden_states=True`) on ids
-expanded by the Voxtral processor's rule (its processor needs a Tekken tokenizer through mistral_common, which
-no tiny build here provides), text alone, batching and the logit lens; a Qwen2-Audio checkpoint read through the
-generic family equals its own family's adapter."""
+tiny random model in the hub layout (config, safetensors, a Tekken `tekken.json`) against the model's own forward
+pass (`output_hidden_states=True`) on the ids mistral_common's Tekkenizer builds, text alone, batching and the
+logit lens; the Qwen3-Omni thinker likewise; a Qwen2-Audio checkpoint read through the generic family equals its
+own family's adapter."""
 
 from __future__ import annotations
 
@@ -48,19 +48,33 @@ def clips() -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (2.5, 7.0, 4.3)]
 
 
+def mistral_ids(checkpoint: str, text: str, audio: int) -> tuple[list[int], list[bool]]:
+    """(ids, transcript mask) as mistral_common's Tekkenizer (the official reader of tekken.json) builds an
+    instruct request: BOS, [INST], [BEGIN_AUDIO] and `audio` x [AUDIO] (none: no audio block), the text's
+    own encoding, [/INST]."""
+    tekken = pytest.importorskip("mistral_common.tokens.tokenizers.tekken",
+                                 reason="mistral_common (crossrep[voxtral]) reads tekken.json as the reference")
+    from pathlib import Path
+
+    mc = tekken.Tekkenizer.from_file(Path(checkpoint) / "tekken.json")
+    head = [mc.bos_id, mc.get_special_token("[INST]")]
+    if audio:
+        head += [mc.get_special_token("[BEGIN_AUDIO]")] + [mc.get_special_token("[AUDIO]")] * audio
+    body = mc.encode(text, bos=False, eos=False)
+    return head + body + [mc.get_special_token("[/INST]")], [False] * len(head) + [True] * len(body) + [False]
+
+
 def reference(checkpoint: str, wave: np.ndarray, text: str) -> dict:
-    """One clip through VoxtralForConditionalGeneration: `<s>[INST][BEGIN_AUDIO]` + [AUDIO] x 375 (one 30 s
-    window) + transcript + `[/INST]` tokenised whole, Whisper features padded to 30 s."""
+    """One clip through VoxtralForConditionalGeneration on the ids mistral_common builds (one 30 s window: 375
+    audio tokens), Whisper features padded to 30 s."""
     import transformers
 
     model = transformers.VoxtralForConditionalGeneration.from_pretrained(checkpoint).eval()
-    tok = transformers.AutoTokenizer.from_pretrained(checkpoint)
     feats = transformers.WhisperFeatureExtractor.from_pretrained(checkpoint)(
         [wave], sampling_rate=SR, padding="max_length", return_tensors="pt")["input_features"]
-    whole = "<s>[INST][BEGIN_AUDIO]" + "[AUDIO]" * 375 + text + "[/INST]"
-    enc = tok(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
-    at = whole.index(text)
-    transcript = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+    ids, mask = mistral_ids(checkpoint, text, 375)
+    enc = {"input_ids": torch.tensor([ids])}
+    transcript = torch.tensor(mask)
     kept = {}
     hooks = [model.model.audio_tower.register_forward_hook(lambda m, a, o: kept.update(enc=o.last_hidden_state[0])),
              model.model.language_model.layers[-1].register_forward_hook(
@@ -114,12 +128,10 @@ def test_voxtral_batched_equals_one_at_a_time_and_text_alone_is_the_text_only_fo
     alone = load(checkpoint, text_input="alone").embed_joint("eng", inputs, {"text": POINTS["text"]})
     model = transformers.VoxtralForConditionalGeneration.from_pretrained(checkpoint).eval()
     for k, text in enumerate(TEXTS):
-        whole = "<s>[INST]" + text + "[/INST]"
-        enc = adapter.tokenizer(whole, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
-        at = whole.index(text)
-        mask = torch.tensor([b > a and a < at + len(text) and b > at for a, b in enc["offset_mapping"][0].tolist()])
+        ids, mask = mistral_ids(checkpoint, text, 0)
+        mask = torch.tensor(mask)
         with torch.no_grad():
-            hs = model(input_ids=enc["input_ids"], output_hidden_states=True).hidden_states
+            hs = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
         for p, h in (("in", hs[0]), ("1", hs[1]), ("out", hs[-1])):
             assert rel(alone["text"][p][k], h[0][mask].double().mean(0).numpy()) < 1e-5, (p, k)
         assert rel(alone["text"]["out"][k], batch["text"]["out"][k]) > 1e-3

@@ -93,3 +93,30 @@ def byte_bpe_tokenizer(special: list[str], vocab_size: int = 1500, pad: str | No
     tok.train_from_iterator(lines, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=special[0], pad_token=pad or special[0],
                                    additional_special_tokens=special[1:])
+
+
+TEKKEN_PATTERN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?"
+                  r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def write_tekken(path: Path, special: list[str], vocab_size: int = 1500) -> None:
+    """A Mistral `tekken.json` (the format of Mistral's hub checkpoints): the ranks of the byte-level BPE trained
+    on crossrep's demo corpus (the 256 bytes first, then merges in training order) after `special` (control
+    tokens, ranks 0..)."""
+    import base64
+
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    trained = byte_bpe_tokenizer(["</s>"], vocab_size=vocab_size)
+    decode = {v: k for k, v in bytes_to_unicode().items()}
+    merged = sorted((i, t) for t, i in trained.backend_tokenizer.get_vocab(with_added_tokens=False).items()
+                    if all(c in decode for c in t) and len(t) > 1)
+    pieces = [bytes([b]) for b in range(256)] + [bytes(decode[c] for c in t) for _, t in merged]
+    vocab = [{"rank": r, "token_bytes": base64.b64encode(b).decode(), "token_str": b.decode("utf-8", "replace")}
+             for r, b in enumerate(pieces)]
+    (Path(path) / "tekken.json").write_text(json.dumps({
+        "config": {"pattern": TEKKEN_PATTERN, "num_vocab_tokens": len(vocab), "version": "v7",
+                   "default_vocab_size": len(vocab) + len(special), "default_num_special_tokens": len(special)},
+        "vocab": vocab, "special_tokens": [{"rank": r, "token_str": t, "is_control": True}
+                                           for r, t in enumerate(special)]}))

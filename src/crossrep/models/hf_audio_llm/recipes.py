@@ -46,9 +46,9 @@ class VoxtralRecipe(StructuralAudioLLM):
     """Voxtral (`mistralai/Voxtral-Mini-3B-2507`, `-Small-24B-2507`): a Whisper-large-v3 encoder (32 x 1280, 1500
     frames per 30 s window), frames stacked by 4 and projected (one audio token per 80 ms, 375 per window, the
     window's padding included), a Mistral/Llama decoder (Mini: 30 layers of 3072). The model takes no mel mask.
-    Hub checkpoints ship a Tekken tokenizer read through `mistral_common` (`pip install crossrep[voxtral]`);
-    a folder with a fast tokenizer carrying `[AUDIO]` (the tiny build) needs nothing more. Clips up to 30 s (one
-    window)."""
+    The checkpoints ship a Tekken tokenizer (`tekken.json`), read here with transformers' own converter into a
+    fast tokenizer (character offsets locate the transcript); `mistral_common` is not needed (the tests use it as
+    the reference when installed: `pip install crossrep[voxtral]`). Clips up to 30 s (one window)."""
 
     FAMILY = "Voxtral"
     MODEL = "VoxtralForConditionalGeneration"
@@ -68,6 +68,29 @@ class VoxtralRecipe(StructuralAudioLLM):
     def speech_counts(self, mel_frames: torch.Tensor) -> tuple[list[int], list[int]]:
         frames = [(int(m) - 1) // 2 + 1 for m in mel_frames]  # the encoder's stride-2 convolution
         return [math.ceil(f / self.STACK) for f in frames], frames
+
+    SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AUDIO]", "[BEGIN_AUDIO]", "<pad>"]  # tiny
+
+    @classmethod
+    def load_tokenizer(cls, checkpoint: str):
+        from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer
+        from transformers.utils import cached_file
+
+        try:
+            tekken = cached_file(checkpoint, "tekken.json", _raise_exceptions_for_missing_entries=False)
+        except OSError as exc:
+            raise ModelError(f"{checkpoint}: cannot read tekken.json ({exc})") from None
+        if tekken is None:
+            return super().load_tokenizer(checkpoint)
+        import logging
+
+        quiet = logging.getLogger("transformers.integrations.mistral.tokenizer")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # it says it builds no chat template: crossrep uses its own
+        try:
+            return convert_tekken_tokenizer(tekken)
+        finally:
+            quiet.setLevel(level)
 
     def text_prefix(self) -> list[int]:
         return [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
@@ -91,10 +114,10 @@ class VoxtralRecipe(StructuralAudioLLM):
         from transformers import (LlamaConfig, VoxtralConfig, VoxtralEncoderConfig, VoxtralForConditionalGeneration,
                                   WhisperFeatureExtractor)
 
-        from ..tiny import byte_bpe_tokenizer, randomise, write_marker
+        from ..tiny import randomise, write_marker, write_tekken
 
-        tokenizer = byte_bpe_tokenizer(["</s>", "<s>", "[INST]", "[/INST]", "[BEGIN_AUDIO]", "[AUDIO]"])
-        tokenizer.bos_token = "<s>"
+        write_tekken(path, cls.SPECIAL_TOKENS)
+        tokenizer = cls.load_tokenizer(str(path))
         audio = VoxtralEncoderConfig(num_mel_bins=128, hidden_size=32, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=4, max_source_positions=1500)
         text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -105,7 +128,6 @@ class VoxtralRecipe(StructuralAudioLLM):
                             audio_token_id=tokenizer.convert_tokens_to_ids("[AUDIO]"))
         model = randomise(VoxtralForConditionalGeneration(cfg), torch.Generator().manual_seed(seed))
         model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
         WhisperFeatureExtractor(feature_size=128).save_pretrained(path)
         write_marker(path, "Voxtral", seed=seed)
 
