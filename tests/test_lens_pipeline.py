@@ -106,3 +106,16 @@ def test_damaged_lens_chunk_is_found_and_recomputed(lens_run, tmp_path):
     job = load_job(out / "job.yaml")
     launcher(job).run()
     assert np.array_equal(ActivationStore(out).read(key, "lens_out"), before)
+
+
+def test_the_readme_lens_line_runs_on_a_run_with_the_lens(lens_run):
+    import re
+
+    from conftest import REPO
+
+    snippet = re.search(r"## Python API.*?```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    line = next(line for line in snippet.splitlines() if "r.lens(" in line)
+    scope = {"r": crossrep.open(lens_run.out)}
+    exec(compile(line.replace('"qwen2_audio"', '"qwen"'), "README.md", "exec"), scope)
+    lens = scope["lens"]
+    assert set(lens.sizes) >= {"lang", "sentence", "point"} and list(lens.point.values) == ["1", "out"]
