@@ -20,7 +20,15 @@ start, store reads, the last chunk's write) and its first batch's featurization,
 projected shard's sentences (`--shard-sentences`, the study's 251). Busy share = GPU time / (max(GPU time,
 featurization time per worker) + that work). The last line is the lowest busy share of the three at the best feature setting.
 
+Measured on a GPU (`--gpu`): SeamlessM4T v2 with its real encoder sizes (hidden 1024, 24 layers, 16 heads,
+speech ffn 4096, text ffn 8192; random weights, a 1-layer decoder that extraction never runs) over 4 languages
+x 40 FLEURS-length clips, with the paper job's GPU settings (bfloat16, batch 16, 240 s of padded audio per
+batch, 4 threads), features on the CPU and on the device, 4 feature workers: per modality, the stages'
+seconds, the forward pass's share of the wall time, sentences per second, and the study's extraction of this
+model (30 languages x 251 sentences, both modalities) projected from the measured rates.
+
 Usage: python bench/extract_speed.py [--cpus 19] [--sentences 16] [--languages 2]
+       python bench/extract_speed.py --gpu [--sentences 40] [--languages 4]
 """
 
 from __future__ import annotations
@@ -81,11 +89,15 @@ def extract(path: Path) -> dict:
     run_all(j, progress=False)
     wall = time.perf_counter() - start
     store = ActivationStore(j.out)
-    records = [store.timing(k) for k in shards(j) if k.modality == "speech"]
-    seconds = {s: sum(r["seconds"][s] for r in records) for s in STAGES}
-    padded = [r["padding"] for r in records]
-    return {"seconds": seconds, "sentences": sum(r["sentences"] for r in records), "run": wall,
-            "wall": sum(r["wall"] for r in records), "padding": float(np.mean(padded)), "units": len(records)}
+    out = {}
+    for modality in ("speech", "text"):
+        records = [store.timing(k) for k in shards(j) if k.modality == modality]
+        seconds = {s: sum(r["seconds"][s] for r in records) for s in STAGES}
+        padded = [r["padding"] for r in records]
+        out[modality] = {"seconds": seconds, "sentences": sum(r["sentences"] for r in records), "run": wall,
+                         "wall": sum(r["wall"] for r in records), "padding": float(np.mean(padded)),
+                         "units": len(records), "device": records[0]["device"]}
+    return out
 
 
 def featurize_cost(adapter, inputs, modality="speech", repeats: int = 2) -> float:
@@ -109,7 +121,10 @@ def main() -> None:
     ap.add_argument("--languages", type=int, default=2)
     ap.add_argument("--shard-sentences", type=int, default=251, help="sentences per shard of the projected run "
                     "(the study's N): a unit's fixed overhead is spread over them")
+    ap.add_argument("--gpu", action="store_true", help="measure SeamlessM4T v2 at its real encoder size on the GPU")
     args = ap.parse_args()
+    if args.gpu:
+        return gpu_main(args)
     import torch
 
     from crossrep.models.salmonn.tiny import build_tiny as salmonn_tiny
@@ -132,7 +147,7 @@ def main() -> None:
     for family, model in models.items():
         for label, extra in (("1 worker", {"feature_workers": 1}), ("in task", {"feature_workers": 0})):
             r = extract(job(tmp / "runs" / f"{family}-{extra['feature_workers']}", root, langs, args.sentences,
-                            model, **extra))
+                            model, **extra))["speech"]
             rows.append((family, label, r))
     head = (f"{'model':<16} {'features':<9} {'sent':>4} {'load':>6} {'audio':>6} {'feats':>6} {'wait':>6} "
             f"{'fwd':>7} {'pool':>5} {'write':>5} {'wall':>7} {'busy':>6} {'pad':>5} {'serial/sent':>11} "
@@ -187,6 +202,45 @@ def main() -> None:
     else:
         print("\nno GPU here: the GPU rows are projections only")
     print(f"projected GPU busy share: {100 * min(lowest.values()):.0f}%")
+
+
+STUDY_SENTENCES = 30 * 251  # per modality: the study's languages x N
+
+
+def gpu_main(args) -> None:
+    """Real-size SeamlessM4T v2 encoders on the GPU, through crossrep's extraction (see the module docstring)."""
+    import torch
+
+    from crossrep.models.seamless import build_tiny as seamless_tiny
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu: torch sees no CUDA GPU here")
+    langs = ("eng", "deu", "fra", "spa")[:args.languages]
+    tmp = Path(tempfile.mkdtemp(prefix="crossrep-bench-"))
+    root = fleurs_like(tmp / "data", langs, args.sentences + 8)
+    start = time.perf_counter()
+    ckpt = seamless_tiny(tmp / "seamless", languages=langs, hidden=1024, layers=24, heads=16, ffn=4096,
+                         text_ffn=8192)
+    print(f"{torch.cuda.get_device_name()}: SeamlessM4T v2 encoders at real size built in "
+          f"{time.perf_counter() - start:.0f} s; {len(langs)} languages x {args.sentences} FLEURS-length clips")
+    model = {"name": "seamless", "adapter": "seamless_m4t_v2", "checkpoint": str(ckpt)}
+    settings = dict(device="cuda", dtype="bfloat16", batch_size=16, chunk_size=64, batch_seconds=240, threads=4,
+                    feature_workers=4)
+    print(f"{'features':<9} {'modality':<8} {'sent':>4} {'load':>5} {'audio':>6} {'feats':>6} {'wait':>6} "
+          f"{'fwd':>6} {'pool':>5} {'write':>5} {'wall':>6} {'busy':>6} {'pad':>5} {'sent/s':>7} "
+          f"{'fwd ms/sent':>11} {'study min':>9}")
+    for features in ("cpu", "device"):
+        got = extract(job(tmp / "runs" / f"gpu-{features}", root, langs, args.sentences, model,
+                          features=features, **settings))
+        for modality, r in got.items():
+            s, n, wall = r["seconds"], r["sentences"], r["wall"]
+            assert r["device"].startswith("cuda"), r["device"]
+            rate = n / (wall - s["load"])  # a unit's model load is amortised over shards_per_task shards
+            print(f"{features:<9} {modality:<8} {n:>4} {s['load']:5.1f} {s['audio']:6.2f} {s['features']:6.2f} "
+                  f"{s['wait']:6.2f} {s['forward']:6.2f} {s['pool']:5.2f} {s['write']:5.2f} {wall:6.1f} "
+                  f"{100 * s['forward'] / wall:5.1f}% {100 * r['padding']:4.1f}% {rate:7.1f} "
+                  f"{1000 * s['forward'] / n:11.2f} {STUDY_SENTENCES / rate / 60:9.1f}")
+    print("sent/s and the study's minutes leave out model loading (once per task of shards_per_task shards)")
 
 
 if __name__ == "__main__":

@@ -193,11 +193,14 @@ def _lang_tokens(tokenizer) -> set[str]:
 
 
 def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int = TINY_SEED,
-               hidden: int = 64, layers: int = 4) -> Path:
+               hidden: int = 64, layers: int = 4, heads: int = 4, ffn: int | None = None,
+               text_ffn: int | None = None) -> Path:
     """Write a small random SeamlessM4T v2 checkpoint (config, weights, tokenizer, feature extractor) to `path`.
 
     It loads through the same `from_pretrained` code as the real model. The tokenizer is character-level over
-    the demo corpus, with a language token for each of `languages` (default: all 36).
+    the demo corpus, with a language token for each of `languages` (default: all 36). `ffn` (speech encoder)
+    and `text_ffn` default to twice `hidden`; the real encoders are hidden 1024, 24 layers, 16 heads, ffn 4096
+    and text_ffn 8192 (bench/extract_speed.py --gpu times that size).
     """
     from transformers import (SeamlessM4TFeatureExtractor, SeamlessM4TTokenizer, SeamlessM4Tv2Config,
                               SeamlessM4Tv2Model)
@@ -212,10 +215,11 @@ def build_tiny(path: Path, languages: tuple[str, ...] | None = None, seed: int =
         vocab.setdefault(token, len(vocab))
     tokenizer = SeamlessM4TTokenizer(vocab=vocab, merges=[], src_lang=codes[0], tgt_lang=codes[0],
                                      additional_special_tokens=[lang_token(c) for c in codes])
-    heads, ffn = 4, 2 * hidden
+    ffn = ffn or 2 * hidden
+    text_ffn = text_ffn or 2 * hidden
     cfg = SeamlessM4Tv2Config(
         vocab_size=len(vocab), t2u_vocab_size=32, char_vocab_size=32, hidden_size=hidden,
-        encoder_layers=layers, decoder_layers=1, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        encoder_layers=layers, decoder_layers=1, encoder_ffn_dim=text_ffn, decoder_ffn_dim=2 * hidden,
         encoder_attention_heads=heads, decoder_attention_heads=heads,
         speech_encoder_layers=layers, speech_encoder_attention_heads=heads, speech_encoder_intermediate_size=ffn,
         t2u_encoder_layers=1, t2u_decoder_layers=1, t2u_encoder_ffn_dim=32, t2u_decoder_ffn_dim=32,
