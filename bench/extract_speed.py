@@ -117,14 +117,16 @@ def featurize_cost(adapter, inputs, modality="speech", repeats: int = 2) -> floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cpus", type=int, default=19, help="CPUs of one GPU's task (HoreKa: 19)")
-    ap.add_argument("--sentences", type=int, default=16, help="sentences per language")
-    ap.add_argument("--languages", type=int, default=2)
+    ap.add_argument("--sentences", type=int, help="sentences per language (default 16; --gpu: 40)")
+    ap.add_argument("--languages", type=int, help="languages (default 2; --gpu: 4)")
     ap.add_argument("--shard-sentences", type=int, default=251, help="sentences per shard of the projected run "
                     "(the study's N): a unit's fixed overhead is spread over them")
     ap.add_argument("--gpu", action="store_true", help="measure SeamlessM4T v2 at its real encoder size on the GPU")
     args = ap.parse_args()
     if args.gpu:
+        args.sentences, args.languages = args.sentences or 40, args.languages or 4
         return gpu_main(args)
+    args.sentences, args.languages = args.sentences or 16, args.languages or 2
     import torch
 
     from crossrep.models.salmonn.tiny import build_tiny as salmonn_tiny

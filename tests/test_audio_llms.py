@@ -266,3 +266,13 @@ def test_text_alone_equals_the_models_forward_on_the_text_only_sequence(family, 
     assert all(rel(one["text"][p][0], batch["text"][p][1]) < 1e-5 for p in POINTS["text"])
     differs = adapter.embed_joint("eng", inputs[:1], {"text": ("out",)})["text"]["out"][0]
     assert rel(differs, batch["text"]["out"][0]) > 1e-3  # the joint pass's transcript attends to the audio
+
+
+def test_weights_load_without_hub_kernels(adapter, tiny):
+    """transformers 5 loads with `use_kernels` on by default (layers swapped for Hub kernels on a GPU, which an
+    offline compute node cannot fetch): every model crossrep loads has it off."""
+    from crossrep.models import adapter_class
+
+    loaded = [adapter, adapter_class("seamless_m4t_v2")(str(tiny), {}, device="cpu")]
+    models = [m for a in loaded for m in vars(a).values() if hasattr(m, "use_kernels")]
+    assert len(models) >= 3 and not any(m.use_kernels for m in models)

@@ -224,6 +224,30 @@ def test_shape_measures_equal_their_definitions(measure, reference):
     assert measures.get("procrustes").score(x, 3.0 * x @ q) == pytest.approx(1.0, abs=1e-10)
 
 
+def test_rsa_gives_tied_dissimilarities_their_mean_rank():
+    """Rows repeated as a bootstrap resample repeats sentences: their dissimilarities to a third row are equal
+    but for rounding, and RSA equals Spearman's correlation with average ranks on the dissimilarities rounded
+    to 1e-12 (exact ties); rounding noise of 1e-13 added to one side changes nothing."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import rankdata, spearmanr
+
+    from crossrep.measures import mid_ranks
+
+    values = np.array([0.3, 0.1, 0.3 + 1e-13, 0.2, 0.1, 0.3 - 1e-13, 0.5])
+    np.testing.assert_array_equal(mid_ranks(values), rankdata(np.round(values, 12)) - 1)
+    rng = np.random.default_rng(3)
+    shared = rng.standard_normal((40, 4))
+    x = shared @ rng.standard_normal((4, 12)) + 0.7 * rng.standard_normal((40, 12))
+    y = shared @ rng.standard_normal((4, 9)) + 0.7 * rng.standard_normal((40, 9))
+    rows = rng.integers(0, 40, 40)  # about 15 sentences repeated
+    xb, yb = x[rows], y[rows]
+    want = spearmanr(np.round(pdist(xb, "correlation"), 12), np.round(pdist(yb, "correlation"), 12)).statistic
+    got = measures.get("rsa").score(xb, yb)
+    assert got == pytest.approx(want, abs=1e-10)
+    noisy = yb * (1 + 1e-13 * rng.standard_normal(yb.shape))
+    assert measures.get("rsa").score(xb, noisy) == pytest.approx(got, abs=1e-12)
+
+
 def cknna_reference(x, y, k):
     """From Huh et al.'s definition, entry by entry: rows L2-normalised, inner-product kernels, each sentence's
     k nearest others; HSIC_u written as Song et al.'s eq. 5 with explicit sums."""

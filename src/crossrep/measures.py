@@ -356,8 +356,10 @@ class RSA(GramMeasure):
     """Representational similarity analysis (Kriegeskorte et al. 2008): the Spearman correlation of the two
     representational dissimilarity matrices (1 - Pearson r between sentence vectors), over their upper
     triangles. Prepared as the symmetric matrix of the upper triangle's standardised ranks (zero diagonal, unit
-    norm), so a pair is one inner product and a sentence permutation permutes its rows and columns. Ranks are
-    ordinal (ties in float dissimilarities are left in index order)."""
+    norm), so a pair is one inner product and a sentence permutation permutes its rows and columns. Tied
+    dissimilarities (within TIE of each other: a bootstrap resample repeats sentences, whose dissimilarities to
+    a third are equal but for rounding) take their mean rank, as Spearman's correlation does, so that rounding
+    cannot order them (NumPy and CuPy round differently)."""
     invariances = ('isotropic scaling',)
 
     name = "rsa"
@@ -368,13 +370,29 @@ class RSA(GramMeasure):
         z = unit_rows(x - x.mean(axis=1, keepdims=True))
         rdm = 1.0 - z @ z.T
         i, j = xp.triu_indices(n, 1)
-        ranks = xp.empty(i.shape[0])
-        ranks[xp.argsort(rdm[i, j], kind="stable")] = xp.arange(i.shape[0], dtype=xp.float64)
+        ranks = mid_ranks(rdm[i, j])
         ranks -= ranks.mean()
         out = xp.zeros((n, n))
         out[i, j] = ranks
         out[j, i] = ranks
         return _unit(out)
+
+
+TIE = 1e-9  # dissimilarities (in [0, 2]) closer than this are tied: float64 rounding is about 1e-16
+
+
+def mid_ranks(values):
+    """Ranks 0..m-1 of `values`, each run of sorted values whose neighbours lie within TIE given its mean rank."""
+    xp = array_module(values)
+    order = xp.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = xp.concatenate([xp.ones(1, dtype=bool), xp.diff(ordered) > TIE])
+    group = xp.cumsum(starts) - 1
+    first = xp.flatnonzero(starts)
+    last = xp.concatenate([first[1:], xp.asarray([ordered.shape[0]])]) - 1
+    ranks = xp.empty(ordered.shape[0])
+    ranks[order] = ((first + last) / 2.0)[group]
+    return ranks
 
 
 @register
@@ -470,7 +488,8 @@ def pwcca_scores(reps_a: list, reps_b: list, pairs: list[tuple[int, int]], batch
             m = bx.T @ by
             k = m.shape[0]
             gram[n, :k, :k] = m @ m.T
-            gram[n, range(k, kx), range(k, kx)] = -1.0
+            pad = xp.arange(k, kx)
+            gram[n, pad, pad] = -1.0
         lam, vec = xp.linalg.eigh(gram)
         for n, (i, j, (bx, sx), _) in enumerate(chunk):
             k = bx.shape[1]

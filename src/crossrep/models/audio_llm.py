@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
-from .base import DTYPES, ModelSpec, Point, Recorder, load_error, on, pick_device
+from .base import DTYPES, PRETRAINED, ModelSpec, Point, Recorder, load_error, on, pick_device
 from .features import WhisperLogMel, pad_waves
 from .joint import JointAdapter, JointStates, TextStates, build_prompt, offset_mask, pad_rows, row
 from .points import stack
@@ -71,7 +71,7 @@ class AudioLLM(JointAdapter):
     def load_model(self, checkpoint: str) -> torch.nn.Module:
         import transformers
 
-        return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype)
+        return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype, **PRETRAINED)
 
     def backbone(self) -> torch.nn.Module:
         """The module that merges audio into the ids and runs the decoder, without the LM head."""

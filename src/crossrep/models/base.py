@@ -102,6 +102,10 @@ class Adapter(ABC):
         return to_host(self.forward(modality, iso, self.featurize(modality, iso, inputs), points))
 
 
+# transformers 5 swaps layers for kernels fetched from the Hugging Face Hub by default (`use_kernels`) when a model
+# loads on a GPU: compute nodes are offline and a swapped layer computes other numbers, so every model crossrep
+# loads runs its own code (keyword arguments of every `from_pretrained` of a model's weights)
+PRETRAINED = {"use_kernels": False}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # extract.dtype
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ...errors import ModelError
 from ..audio_llm import AudioLLM
+from ..base import PRETRAINED
 from ..qwen2_5_omni import Qwen25OmniAdapter
 
 
@@ -153,8 +154,9 @@ class Qwen3OmniRecipe(StructuralAudioLLM, Qwen25OmniAdapter):
         import transformers
 
         if self.config(checkpoint).model_type == self.MODEL_TYPE:
-            return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype)
-        return transformers.Qwen3OmniMoeForConditionalGeneration.from_pretrained(checkpoint, dtype=self.dtype).thinker
+            return getattr(transformers, self.MODEL).from_pretrained(checkpoint, dtype=self.dtype, **PRETRAINED)
+        whole = transformers.Qwen3OmniMoeForConditionalGeneration
+        return whole.from_pretrained(checkpoint, dtype=self.dtype, **PRETRAINED).thinker
 
     def token_counts(self, mel_frames: torch.Tensor) -> torch.Tensor:
         from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import _get_feat_extract_output_lengths

@@ -30,7 +30,7 @@ from torch import nn
 from ... import languages as langs
 from ...errors import ConfigError, ModelError
 from ..audio_llm import SAMPLE_RATE
-from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
+from ..base import DTYPES, PRETRAINED, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
 
 MODALITY_ATTR = {"text": "text_encoder", "speech": "speech_encoder"}
 OPTIONS = {"pairs": "relative", "text_layers": None, "speech_layers": None}
@@ -101,7 +101,7 @@ class HFEncodersAdapter(Adapter):
         for modality, ref in self.checkpoint.items():
             try:
                 if ref not in loaded:
-                    loaded[ref] = AutoModel.from_pretrained(ref, dtype=self.dtype)
+                    loaded[ref] = AutoModel.from_pretrained(ref, dtype=self.dtype, **PRETRAINED)
                 if modality == "text":
                     self.tokenizer = AutoTokenizer.from_pretrained(ref)
                 else:

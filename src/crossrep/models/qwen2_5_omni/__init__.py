@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ..audio_llm import AudioLLM
-from ..base import Recorder
+from ..base import PRETRAINED, Recorder
 
 WHOLE = "qwen2_5_omni"  # the hub checkpoints: thinker, talker and vocoder
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>",
@@ -42,7 +42,8 @@ class Qwen25OmniAdapter(AudioLLM):
 
         if self.config(checkpoint).model_type == self.MODEL_TYPE:  # a thinker saved alone (the tiny build)
             return super().load_model(checkpoint)
-        whole = transformers.Qwen2_5OmniForConditionalGeneration.from_pretrained(checkpoint, dtype=self.dtype)
+        whole = transformers.Qwen2_5OmniForConditionalGeneration.from_pretrained(checkpoint, dtype=self.dtype,
+                                                                                 **PRETRAINED)
         return whole.thinker
 
     @classmethod

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from ...errors import ModelError
-from ..base import DTYPES, Recorder, load_error, on
+from ..base import DTYPES, PRETRAINED, Recorder, load_error, on
 from ..checkpoint import loading_report, read_checkpoint, tensor_report
 from ..features import WhisperLogMel, pad_waves
 from ..joint import DEFAULT_PROMPT, JointStates, TextStates, pad_rows, row
@@ -229,14 +229,16 @@ class Salmonn:
             raise ModelError(f"{llm}: config bos_token_id {llm_cfg.bos_token_id} differs from the tokenizer's "
                              f"BOS id {tokenizer.bos}")
         try:
-            model, info = WhisperModel.from_pretrained(whisper, dtype=dtype, output_loading_info=True)
+            model, info = WhisperModel.from_pretrained(whisper, dtype=dtype, output_loading_info=True,
+                                                           **PRETRAINED)
         except OSError as exc:
             raise load_error("Whisper", whisper, exc) from None
         loading_report(info, f"Whisper {whisper}", keep=lambda k: k.startswith("encoder."))
         encoder = model.encoder
         del model
         try:
-            base, info = LlamaForCausalLM.from_pretrained(llm, dtype=dtype, output_loading_info=True)
+            base, info = LlamaForCausalLM.from_pretrained(llm, dtype=dtype, output_loading_info=True,
+                                                          **PRETRAINED)
         except OSError as exc:
             raise load_error("LLaMA", llm, exc) from None
         loading_report(info, f"LLaMA {llm}", keep=lambda k: "rotary_emb.inv_freq" not in k)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ...errors import ModelError
-from ..base import DTYPES, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
+from ..base import DTYPES, PRETRAINED, Adapter, ModelSpec, Point, Recorder, load_error, masked_mean, on, pick_device
 from ..features import KaldiFbank, pad_waves
 from ..points import same_name_pairs, stack
 from ..tiny import cached, randomise, write_marker
@@ -40,7 +40,7 @@ class SeamlessM4Tv2Adapter(Adapter):
         self.device = pick_device(device)
         self.checkpoint = checkpoint
         try:
-            model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=DTYPES[dtype])
+            model = SeamlessM4Tv2Model.from_pretrained(checkpoint, dtype=DTYPES[dtype], **PRETRAINED)
             self.features = SeamlessM4TFeatureExtractor.from_pretrained(checkpoint)
         except OSError as exc:
             raise load_error("SeamlessM4T v2", checkpoint, exc) from None
