@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--permutations", type=int, default=4)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--measures", nargs="+", default=sorted(measures.REGISTRY))
+    ap.add_argument("--measures", nargs="*", default=sorted(measures.REGISTRY), help="none: retrieval only")
     args = ap.parse_args()
     cupy = gpu()
     backends = [("numpy", np)] + ([("cupy", cupy)] if cupy is not None else [])

@@ -136,7 +136,7 @@ def main() -> None:
     from crossrep.models.sonar import SonarAdapter
     from crossrep.models.salmonn.tiny import tiny_paths
 
-    langs = ("eng", "deu", "fra", "spa")[:args.languages]
+    langs = ("eng", "deu", "fra", "cmn")[:args.languages]
     tmp = Path(tempfile.mkdtemp(prefix="crossrep-bench-"))
     print(f"writing {args.languages} x {args.sentences} FLEURS-length clips and medium random models under {tmp}")
     root = fleurs_like(tmp / "data", langs, args.sentences + 8)
@@ -217,7 +217,7 @@ def gpu_main(args) -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: torch sees no CUDA GPU here")
-    langs = ("eng", "deu", "fra", "spa")[:args.languages]
+    langs = ("eng", "deu", "fra", "cmn")[:args.languages]
     tmp = Path(tempfile.mkdtemp(prefix="crossrep-bench-"))
     root = fleurs_like(tmp / "data", langs, args.sentences + 8)
     start = time.perf_counter()

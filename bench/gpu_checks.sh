@@ -19,9 +19,9 @@ python3 -c "import torch, cupy, numpy, zarr, transformers, crossrep
 print('torch', torch.__version__, 'cupy', cupy.__version__, 'numpy', numpy.__version__, 'zarr', zarr.__version__,
       'transformers', transformers.__version__, 'crossrep', crossrep.__version__)" | tee -a "$OUT/machine.txt"
 
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rs -s tests/test_gpu.py \
+timeout "${TEST_SECONDS:-200}" python3 -m pytest -q -p no:cacheprovider -rs -s tests/test_gpu.py \
   tests/test_reduce.py::test_backend_choice 2>&1 | grep -vE "Loading|Writing|it/s\]" | tee "$OUT/tests.log"
-timeout 190 python3 bench/extract_speed.py --gpu 2>&1 | grep -vE "Loading|Writing|it/s\]|layer_idx" \
+timeout "${EXTRACT_SECONDS:-190}" python3 bench/extract_speed.py --gpu 2>&1 | grep -vE "Loading|Writing|it/s\]|layer_idx" \
   | tee "$OUT/extract_speed.log"
 timeout "${BACKEND_SECONDS:-200}" python3 bench/backend_speed.py --workers "$(nproc)" ${BACKEND_ARGS:-} 2>&1 \
   | tee "$OUT/backend_speed.log"

@@ -132,10 +132,11 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def to_host(pooled: dict) -> dict[str, np.ndarray]:
-    """Pooled vectors as float64 numpy arrays, with one device-to-host copy for all device tensors."""
-    tensors = {k: v for k, v in pooled.items() if torch.is_tensor(v)}
+    """Pooled vectors as float64 numpy arrays, with one device-to-host copy for all tensors of a device (the
+    logit lens's records are built on the host beside pooled vectors on the GPU)."""
     out = {k: np.asarray(v, dtype=np.float64) for k, v in pooled.items() if not torch.is_tensor(v)}
-    if tensors:
+    for device in {v.device for v in pooled.values() if torch.is_tensor(v)}:
+        tensors = {k: v for k, v in pooled.items() if torch.is_tensor(v) and v.device == device}
         names = list(tensors)
         flat = torch.cat([tensors[k].detach().to(torch.float64) for k in names], dim=1).cpu().numpy()
         at = 0
