@@ -270,3 +270,6 @@ def test_add_one_p():
     null = np.array([0.1, 0.2, 0.3, 0.4])
     assert stats.add_one_p(null, 0.25) == pytest.approx(3 / 5)
     assert stats.add_one_p(null, 1.0) == pytest.approx(1 / 5)
+    # a discrete measure's null equal to the observed score but for the last bits counts as reaching it
+    assert stats.add_one_p(null, 0.3 + 4e-17) == pytest.approx(3 / 5)
+    assert stats.add_one_p(np.array([0.6 - 1e-16, 0.2]), 0.6) == pytest.approx(2 / 3)

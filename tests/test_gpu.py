@@ -96,10 +96,11 @@ def test_reduction_and_readouts_on_cupy_equal_numpy(extracted):
     g, c = model_dataset(gpu, store, "seamless"), model_dataset(cpu, store, "seamless")
     # Where a measure is not defined by its inputs alone the backends may differ: PWCCA once the kept widths
     # exceed the 12 cross-lingual sentences (its weights then depend on the eigen-solver's basis), and the kNN
-    # measures' bootstrap replicates, whose repeated sentences tie as neighbours (the order of ties is the
-    # solver's). Everything else agrees to 1e-8.
-    loose = {("pwcca", name) for name in c.data_vars} | {(m, name) for m in ("mknn", "cknna")
-                                                         for name in c.data_vars if name.endswith("_boot")}
+    # measures' bootstrap replicates and the intervals made of them, whose repeated sentences tie as
+    # neighbours (the order of ties is the solver's). Everything else agrees to 1e-8 (measured on an H200:
+    # PWCCA up to 2.8e-5, mknn and cknna replicates up to 0.11, the rest up to 3.0e-9).
+    loose = {("pwcca", name) for name in c.data_vars} | {
+        (m, name) for m in ("mknn", "cknna") for name in c.data_vars if name.endswith(("_boot", "_ci_sentences"))}
     worst = {}
     for name in c.data_vars:
         if "measure" not in c[name].dims or not np.issubdtype(c[name].dtype, np.floating):

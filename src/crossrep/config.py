@@ -83,7 +83,7 @@ class SimilarityConfig:
     epsilon: float
     baseline_repeats: int  # random-vector baselines per comparison
     seed: int
-    backend: str  # numpy, cupy, or auto (cupy where a GPU is visible)
+    backend: str  # numpy (default), cupy, or auto (cupy where a GPU is visible); docs/performance.md, GPU
     scheduler: str  # threads, local (distributed.LocalCluster), slurm (dask_jobqueue), cuda (dask_cuda)
     workers: int  # Dask threads, local processes, Slurm worker jobs
     families: tuple[str, ...]  # comparison families (see crossrep.families)
@@ -433,7 +433,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         epsilon=s.float("epsilon", 1e-10, low=0.0, high=1.0),
         baseline_repeats=s.int("baseline_repeats", 5, minimum=1),
         seed=s.int("seed", 0),
-        backend=s.choice("backend", ("auto", "numpy", "cupy"), "auto"),
+        backend=s.choice("backend", ("numpy", "cupy", "auto"), "numpy"),
         scheduler=s.choice("scheduler", ("threads", "local", "slurm", "cuda"), "threads"),
         workers=s.int("workers", 2, minimum=1),
         families=_families(s),

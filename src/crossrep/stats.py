@@ -75,12 +75,17 @@ def resampled_means(values: np.ndarray, pair_axes: bool, draws: np.ndarray) -> n
     return np.stack(out)
 
 
+TIE = 1e-12  # a null score this close below the observed one ties with it (float64 rounding: about 1e-16)
+
+
 def add_one_p(null: np.ndarray, observed: np.ndarray | float, axis: int = 0) -> np.ndarray:
-    """(1 + #{null >= observed}) / (K + 1): a permutation p-value that is never 0 (Phipson and Smyth 2010)."""
+    """(1 + #{null >= observed}) / (K + 1): a permutation p-value that is never 0 (Phipson and Smyth 2010). A
+    null score equal to the observed one but for rounding counts (a discrete measure such as mknn ties
+    exactly, and NumPy and CuPy round differently)."""
     null = np.asarray(null, dtype=np.float64)
     k = null.shape[axis]
     with np.errstate(invalid="ignore"):
-        hits = (null >= np.expand_dims(observed, axis)).sum(axis=axis)
+        hits = (null >= np.expand_dims(observed, axis) - TIE).sum(axis=axis)
     return (1.0 + hits) / (k + 1.0)
 
 
