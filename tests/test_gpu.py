@@ -12,26 +12,28 @@ import yaml
 import crossrep
 from crossrep import measures
 
-pytestmark = pytest.mark.model
 
 
-def _cupy():
+def _cupy_module():
     try:
         import cupy
 
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return cupy
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
     except Exception:  # no cupy, no driver, no device
-        pass
-    pytest.skip("needs CuPy and a GPU it can use (pip install crossrep[gpu] on a GPU machine)")
+        return None
 
 
-def _cuda():
+def _cuda_visible() -> bool:
     import torch
 
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU visible to torch")
-    return torch
+    return torch.cuda.is_available()
+
+
+CUPY = _cupy_module()
+needs_cupy = pytest.mark.skipif(CUPY is None, reason="needs CuPy and a GPU it can use (pip install crossrep[gpu] "
+                                                     "on a GPU machine)")
+needs_cuda = pytest.mark.skipif(not _cuda_visible(), reason="needs a CUDA GPU visible to torch")
+pytestmark = pytest.mark.model
 
 
 def related(seed: int, n: int, widths=(40, 30)) -> tuple[np.ndarray, np.ndarray]:
@@ -40,11 +42,12 @@ def related(seed: int, n: int, widths=(40, 30)) -> tuple[np.ndarray, np.ndarray]
     return tuple(shared @ rng.standard_normal((8, w)) + 0.7 * rng.standard_normal((n, w)) for w in widths)
 
 
+@needs_cupy
 @pytest.mark.parametrize("name", sorted(measures.REGISTRY))
 def test_every_measure_gives_numpy_results_on_cupy_arrays(name):
     """Score, permutation null, jackknife and bootstrap of each registered measure at its defaults: CuPy
     input gives NumPy's numbers to 1e-9 (float64 on both; the resampling indices are the same seeded ones)."""
-    cupy = _cupy()
+    cupy = CUPY
     x, y = related(1, 120)
     cpu = crossrep.compare(x, y, measure=name, permutations=20, bootstrap=10, jackknife=5)
     gpu = crossrep.compare(cupy.asarray(x), cupy.asarray(y), measure=name, permutations=20, bootstrap=10,
@@ -55,11 +58,12 @@ def test_every_measure_gives_numpy_results_on_cupy_arrays(name):
     assert 0.2 < cpu.score <= 1.0  # the planted correspondence is found, so the check compares real scores
 
 
+@needs_cupy
 @pytest.mark.parametrize("scoring", ["cosine", "margin"])
 @pytest.mark.parametrize("center", [False, True])
 def test_retrieval_gives_numpy_results_on_cupy_arrays(scoring, center):
     """600 sentences (three blocks of source rows): the same retrieved index for every row."""
-    cupy = _cupy()
+    cupy = CUPY
     a, noise = related(2, 600, (64, 64))
     b = a + 2.0 * noise  # the same space, noisy: some rows find their own
     acc, idx = crossrep.retrieval(a, b, scoring=scoring, k=4, center=center, indices=True)
@@ -81,6 +85,7 @@ def extracted(tmp_path_factory, demo_root, tiny):
                             "probes.bootstrap": 10})
 
 
+@needs_cupy
 def test_reduction_and_readouts_on_cupy_equal_numpy(extracted):
     """Every family and measure of a model, and its retrieval and probe tables, with similarity.backend
     cupy and numpy on the same store."""
@@ -89,7 +94,6 @@ def test_reduction_and_readouts_on_cupy_equal_numpy(extracted):
     from crossrep.results import model_dataset
     from crossrep.store import ActivationStore
 
-    _cupy()
     gpu = load_job(extracted.source, ["similarity.backend=cupy"])
     cpu = load_job(extracted.source, ["similarity.backend=numpy"])
     store = ActivationStore(cpu.out)
@@ -145,11 +149,11 @@ def _relative(got: np.ndarray, ref: np.ndarray) -> float:
     return float((np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)).max())
 
 
+@needs_cuda
 def test_extraction_on_cuda_matches_cpu(tmp_path_factory, demo_root):
     """A tiny Qwen2-Audio with the logit lens, run end to end on the GPU and on the CPU: float32 activations
     agree to 1e-3 of each vector's norm (cuDNN's TF32 convolutions in the audio encoder round to 10 mantissa
     bits), the lens's log-probabilities to 1e-2 nats; bfloat16 on the GPU stays within 5 %."""
-    _cuda()
     tmp = tmp_path_factory.mktemp("cuda")
     cpu, gpu, half = (_run(tmp, demo_root, "cpu"), _run(tmp, demo_root, "cuda"),
                       _run(tmp, demo_root, "cuda", "bfloat16"))
