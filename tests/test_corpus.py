@@ -187,7 +187,7 @@ def converted_manifest(root: Path, out: Path, condition) -> Path:
     return write_csv(out / "manifest.csv", ["key", "lang", "text", "audio", "speaker", "split"], rows)
 
 
-@pytest.mark.model
+@pytest.mark.e2e  # extracts seven codec and rate variants through the model: 21 s
 def test_rates_and_codecs_resampled_match_the_16k_originals(demo_root, make_job, tmp_path, capsys):
     """Each condition with data.resample: the decoded waveform and the speech activations against the 16 kHz WAV
     originals, as relative RMS (Frobenius) differences. Stated tolerances (measured on the demo's espeak speech,

@@ -44,6 +44,7 @@ def test_batched_equals_one_at_a_time(make_job):
     assert worst["text"] <= 1e-5 and worst["speech"] <= 1e-5, worst
 
 
+@pytest.mark.e2e  # a killed extraction process and its resume: 14 s
 def test_sigkill_then_resume_is_byte_identical(make_job):
     changes = {"extract.batch_size": 1, "extract.chunk_size": 1, "data.languages": ["deu", "eng"]}
     reference = _extract(make_job("reference", **changes))
