@@ -13,7 +13,6 @@ import crossrep
 from crossrep import measures
 
 
-
 def _cupy_module():
     try:
         import cupy
@@ -47,10 +46,9 @@ def related(seed: int, n: int, widths=(40, 30)) -> tuple[np.ndarray, np.ndarray]
 def test_every_measure_gives_numpy_results_on_cupy_arrays(name):
     """Score, permutation null, jackknife and bootstrap of each registered measure at its defaults: CuPy
     input gives NumPy's numbers to 1e-9 (float64 on both; the resampling indices are the same seeded ones)."""
-    cupy = CUPY
     x, y = related(1, 120)
     cpu = crossrep.compare(x, y, measure=name, permutations=20, bootstrap=10, jackknife=5)
-    gpu = crossrep.compare(cupy.asarray(x), cupy.asarray(y), measure=name, permutations=20, bootstrap=10,
+    gpu = crossrep.compare(CUPY.asarray(x), CUPY.asarray(y), measure=name, permutations=20, bootstrap=10,
                            jackknife=5)
     for field in ("score", "chance", "p_value", "se", "low", "high", "boot_low", "boot_high"):
         assert float(getattr(gpu, field)) == pytest.approx(float(getattr(cpu, field)), abs=1e-9), field
@@ -63,11 +61,10 @@ def test_every_measure_gives_numpy_results_on_cupy_arrays(name):
 @pytest.mark.parametrize("center", [False, True])
 def test_retrieval_gives_numpy_results_on_cupy_arrays(scoring, center):
     """600 sentences (three blocks of source rows): the same retrieved index for every row."""
-    cupy = CUPY
     a, noise = related(2, 600, (64, 64))
     b = a + 2.0 * noise  # the same space, noisy: some rows find their own
     acc, idx = crossrep.retrieval(a, b, scoring=scoring, k=4, center=center, indices=True)
-    gacc, gidx = crossrep.retrieval(cupy.asarray(a), cupy.asarray(b), scoring=scoring, k=4, center=center,
+    gacc, gidx = crossrep.retrieval(CUPY.asarray(a), CUPY.asarray(b), scoring=scoring, k=4, center=center,
                                     indices=True)
     assert isinstance(gidx, np.ndarray) and gacc == acc
     np.testing.assert_array_equal(gidx, idx)
