@@ -4,7 +4,9 @@
 #   2. bench/backend_speed.py (the reduction and retrieval on NumPy threads and on CuPy, side by side),
 #   3. bench/extract_speed.py --gpu (SeamlessM4T v2's encoders at real size through the extraction).
 # Logs go to $OUT (default /tmp/crossrep-gpu-checks). Packages missing on the machine can come as wheels in
-# .whl/ (installed into /tmp/site first). Usage: bash bench/gpu_checks.sh
+# .whl/ (bench/gpu_wheels.sh downloads them; installed into /tmp/site first). Stage limits in seconds:
+# TEST_SECONDS, EXTRACT_SECONDS, BACKEND_SECONDS; BACKEND_ARGS go to backend_speed.py.
+# Usage: bash bench/gpu_checks.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/crossrep-gpu-checks}
 mkdir -p "$OUT"
