@@ -23,26 +23,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from crossrep import measures
-from crossrep.reduce import PAIRS_PER_TASK, scores
+from crossrep.reduce import PAIRS_PER_TASK, array_backend, scores
 from crossrep.retrieve import prepare as unit, retrieved
+from stats_speed import L, M, N, activations  # the same synthetic study-size activations
 
-L, M, N = 30, 194, 251
 SIM = {"seed": 0}
-
-
-def activations(rng, n: int, width: int) -> list[np.ndarray]:
-    shared = rng.standard_normal((n, 64))
-    return [np.tanh(shared @ rng.standard_normal((64, width)) / 8 + 0.5 * rng.standard_normal((n, width)))
-            + np.outer(rng.standard_normal(n), rng.standard_normal(width)) for _ in range(L)]
-
-
-def gpu():
-    try:
-        import cupy
-
-        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
-    except Exception:
-        return None
 
 
 def sync(xp) -> None:
@@ -98,7 +83,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--measures", nargs="*", default=sorted(measures.REGISTRY), help="none: retrieval only")
     args = ap.parse_args()
-    cupy = gpu()
+    cupy = None if array_backend("auto") is np else array_backend("auto")
     backends = [("numpy", np)] + ([("cupy", cupy)] if cupy is not None else [])
     rng = np.random.default_rng(args.width)
     data = {"text_cl": activations(rng, M, args.width), "speech_cl": activations(rng, M, args.width),

@@ -46,6 +46,7 @@ GPU = 400e12
 FLOPS = {"seamless_m4t_v2": 2 * 0.6e9 * 500, "sonar": 2 * 0.6e9 * 500,
          "salmonn": 2 * (0.64e9 * 1500 + 0.09e9 * 500 + 6.7e9 * 120)}
 SR = 16_000
+LANGS = ("eng", "deu", "fra", "cmn")  # in the demo corpus
 
 
 def fleurs_like(root: Path, languages: tuple[str, ...], sentences: int, seed: int = 0) -> Path:
@@ -136,7 +137,7 @@ def main() -> None:
     from crossrep.models.sonar import SonarAdapter
     from crossrep.models.salmonn.tiny import tiny_paths
 
-    langs = ("eng", "deu", "fra", "cmn")[:args.languages]
+    langs = LANGS[:args.languages]
     tmp = Path(tempfile.mkdtemp(prefix="crossrep-bench-"))
     print(f"writing {args.languages} x {args.sentences} FLEURS-length clips and medium random models under {tmp}")
     root = fleurs_like(tmp / "data", langs, args.sentences + 8)
@@ -217,7 +218,7 @@ def gpu_main(args) -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("--gpu: torch sees no CUDA GPU here")
-    langs = ("eng", "deu", "fra", "cmn")[:args.languages]
+    langs = LANGS[:args.languages]
     tmp = Path(tempfile.mkdtemp(prefix="crossrep-bench-"))
     root = fleurs_like(tmp / "data", langs, args.sentences + 8)
     start = time.perf_counter()

@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO  # noqa: E402  (tests/ is on the path from here on)
 SHARED = REPO.parent / "shared" / "data"
 LANGS = ["eng", "deu", "fra", "khm"]  # khm has no espeak-ng voice: synthetic audio
 TIERS = ("unit", "model", "e2e", "slurm", "browser")  # `make test-fast`: not e2e, slurm or browser

@@ -54,15 +54,10 @@ def test_compare_equals_the_stored_score(reference_run, measure):
 
 
 def test_the_readme_snippet_runs_on_a_finished_run(reference_run, capsys):
-    import re
+    from helpers import readme_python_example
 
-    from conftest import REPO
-
-    snippet = re.search(r"## Python API.*?```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    snippet, _ = readme_python_example()  # its lens line runs in test_lens_pipeline, on a run with the lens
     assert 'crossrep.open("runs/demo")' in snippet
-    # the reference run has no audio LLM: the snippet's lens line runs in test_lens_pipeline on a run that has one
-    lens_line = next(line for line in snippet.splitlines() if "r.lens(" in line)
-    snippet = snippet.replace(lens_line, "")
     exec(compile(snippet.replace('"runs/demo"', repr(str(reference_run.out))), "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "demo ['seamless']" in printed and "finding" in printed and "complete" in printed

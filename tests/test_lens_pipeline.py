@@ -109,12 +109,9 @@ def test_damaged_lens_chunk_is_found_and_recomputed(lens_run, tmp_path):
 
 
 def test_the_readme_lens_line_runs_on_a_run_with_the_lens(lens_run):
-    import re
+    from helpers import readme_python_example
 
-    from conftest import REPO
-
-    snippet = re.search(r"## Python API.*?```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
-    line = next(line for line in snippet.splitlines() if "r.lens(" in line)
+    _, line = readme_python_example()
     scope = {"r": crossrep.open(lens_run.out)}
     exec(compile(line.replace('"qwen2_audio"', '"qwen"'), "README.md", "exec"), scope)
     lens = scope["lens"]
