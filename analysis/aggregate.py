@@ -178,7 +178,7 @@ def _record(job: Job, store, results, started, drawn) -> dict:
     return {
         "crossrep_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "job": job.name, "alpha": a.alpha, "language_bootstrap": a.language_bootstrap,
-        "multiplicity": _multiplicity(results, a.alpha), "jackknife": sim.jackknife,
+        "multiplicity": _multiplicity(results, a.alpha), "jackknife": sim.jackknife, "speakers": speaker_scheme(job),
         "calibration": _calibration(),
         "permutations": sim.permutations, "bootstrap": sim.bootstrap, "seed": a.seed,
         "findings": [f | {"figures": [name for name in f["figures"] if name in drawn]} for f in findings.describe()],
@@ -193,6 +193,20 @@ def _record(job: Job, store, results, started, drawn) -> dict:
                     "started": started.isoformat(timespec="seconds"),
                     "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
     }
+
+
+def speaker_scheme(job) -> str:
+    """Which speakers the comparisons used and how the tests treat them, in words for the report."""
+    kept = f"each key's recording kept with data.seed {job.data.seed}"
+    if job.data.utterances == "one":
+        return (f"one recording per key ({kept}; data.utterances: one): which speaker read a key is part of each "
+                f"language's own variation, inside the language jackknife")
+    s = job.similarity.speakers
+    if not s:
+        return (f"every recording stored (data.utterances: all); comparisons use {kept}; no speaker redraws "
+                f"(similarity.speakers: 0)")
+    return (f"every recording stored (data.utterances: all); comparisons use {kept}, and the tests add the part "
+            f"that languages share of the variance over {s} redraws of each key's recording (similarity.speakers)")
 
 
 def _calibration() -> dict | None:

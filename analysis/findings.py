@@ -8,9 +8,12 @@ contrasts blocks of comparisons (deep vs shallow, text vs speech) also varies wi
 no resampling of languages sees. Its variance comes from the delete-a-group jackknife over sentences
 (`similarity.jackknife` groups; each replicate leaves one group of sentence positions out of every comparison;
 a bootstrap would repeat sentences, which both sides of a comparison then share, raising the scores and their
-spread), keeping only the part that languages share (`shared_sentence_component`): each language's own sentence
-noise is already in the language jackknife. The two variances add, and the estimate over its standard error is
-referred to a t distribution with Welch-Satterthwaite degrees of freedom.
+spread), keeping only the part that languages share (`shared_component`): each language's own sentence noise is
+already in the language jackknife. Speakers: with every recording stored (`data.utterances: all`) and
+`similarity.speakers` redraws of the recording of each key, the part of their variance that languages share is
+a third component (each language's own speaker variation, like its own sentence noise, is already in the
+language jackknife). The variances add, and the estimate over its standard error is referred to a t distribution
+with Welch-Satterthwaite degrees of freedom.
 
 One procedure gives the p-value and the interval: two-sided t tests, and an interval that is exactly the set of
 effects the test does not reject. Multiplicity: the tests of one finding over every model and measure of the
@@ -25,7 +28,7 @@ part is still shown); "not applicable" when the model has no such points.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -110,7 +113,7 @@ FINDINGS = (
 @dataclass(frozen=True)
 class Result:
     """One finding for one model and measure: the statistic `value`, its standard error `se` (and its language
-    and sentence parts) with `df` degrees of freedom. [low, high] is the interval at `confidence` (clipped to
+    and sentence parts, and the speaker part with `similarity.speakers` redraws) with `df` degrees of freedom. [low, high] is the interval at `confidence` (clipped to
     [-1, 1] for finding 5's r),
     the level Holm's step-down used for this test; [raw_low, raw_high] the unadjusted 1 - alpha interval."""
 
@@ -129,6 +132,7 @@ class Result:
     df: float | None
     se_languages: float | None
     se_sentences: float | None
+    se_speakers: float | None
     verdict: str
     study: str
     n: int
@@ -149,6 +153,7 @@ class Case:
     detail: str
     strata: np.ndarray | None = None
     scale: Callable[[float], float] = staticmethod(lambda x: x)  # for display: finding 5 clips r's interval
+    redraws: list = field(default_factory=list)  # the arrays of each speaker redraw (`similarity.speakers`)
 
 
 @dataclass(frozen=True)
@@ -355,31 +360,47 @@ def finding6(ds: xr.Dataset) -> Case | Skip:
 
 
 def evaluate(case: Case) -> stats.TTest:
-    """The statistic of all languages, with its language and sentence variances (see `shared_sentence_component`)."""
+    """The statistic of all languages, with its language, sentence and speaker variances (see
+    `shared_component`)."""
     everyone = np.arange(case.n)
     estimate = case.statistic(case.main, everyone)
     comps = stats.jackknife(lambda idx: case.statistic(case.main, idx), case.n, case.strata)
-    comps.append(shared_sentence_component(case))
+    comps.append(shared_component(case, case.boot, "sentences", JACKKNIFE))
+    if case.redraws:
+        comps.append(shared_component(case, case.redraws, "speakers", REDRAW))
     return stats.t_test(estimate, comps)
 
 
-def shared_sentence_component(case: Case) -> stats.Component | None:
-    """The part of the statistic's sentence-jackknife variance that languages share.
+JACKKNIFE, REDRAW = "jackknife", "redraw"
 
-    A replicate moves every cell (a language's score, or a pair's) by its own sentence noise and by what the
-    sentences do to every language alike. The language jackknife already holds each language's own sentence
-    noise; adding the whole sentence-jackknife variance would count it twice (and, for SVCCA, the jumps of each
-    array's kept dimensions). So the statistic is linearised in its cells (central differences), and of the
-    jackknife's sum over replicates of (sum_c w_c d_c)^2 only the products of cells that share no language are
-    kept, scaled up by sum |w_c w_c'| over all cell pairs / over those pairs (the shared part reaches every pair
-    of cells alike). Clipped at 0; G - 1 degrees of freedom."""
-    if len(case.boot) < 2:
+
+def shared_component(case: Case, replicates: list, source: str, kind: str) -> stats.Component | None:
+    """The part of the statistic's variance over `replicates` (arrays like `case.main`) that languages share.
+
+    `kind` JACKKNIFE: delete-a-group sentence replicates, (G - 1) / G times the sum of squared deviations, G - 1
+    degrees of freedom. REDRAW: speaker redraws, each key's recording drawn anew as the kept one was drawn, so the
+    main value is one more of S + 1 exchangeable draws: their sample variance, 1 / S times the sum of squared
+    deviations from their mean, S degrees of freedom.
+
+    A replicate moves every cell (a language's score, or a pair's) by its own noise and by what the sentences do
+    to every language alike. The language jackknife already holds each language's own noise (its sentences' and
+    which of its speakers read each key); adding the whole replicate variance would count it twice (and, for
+    SVCCA, the jumps of each array's kept dimensions). So the statistic is linearised in its cells (central
+    differences), and of the sum over replicates of (sum_c w_c d_c)^2 only the products of cells that share no
+    language are kept, scaled up by sum |w_c w_c'| over all cell pairs / over those pairs (the shared part
+    reaches every pair of cells alike). Clipped at 0. Speakers are redrawn independently per language, so their
+    shared part is 0 in expectation: the component shows it measured."""
+    if len(replicates) < 2:
         return None
     everyone = np.arange(case.n)
     cells, weights, devs = [], [], []
     for name, main in case.main.items():
-        reps = np.stack([b[name] for b in case.boot])
-        dev = reps - main
+        reps = np.stack([b[name] for b in replicates])
+        if kind == REDRAW:  # the main value is one more draw: deviations from the mean of all of them
+            reps = np.concatenate([main[None], reps])
+            dev = reps - reps.mean(axis=0)
+        else:
+            dev = reps - main
         if not np.any(np.isfinite(dev) & (dev != 0)):
             continue  # fixed by design (a token-sharing matrix)
         for index in zip(*np.nonzero(np.isfinite(main))):
@@ -395,19 +416,20 @@ def shared_sentence_component(case: Case) -> stats.Component | None:
                 cells.append(set(int(i) for i in index))
                 weights.append(w)
                 devs.append(np.nan_to_num(dev[(slice(None),) + index]))
+    g = len(replicates)
+    factor, df = ((g - 1) / g, g - 1.0) if kind == JACKKNIFE else (1.0 / g, float(g))
     if not cells:
-        return stats.Component("sentences", 0.0, float(len(case.boot) - 1))
+        return stats.Component(source, 0.0, df)
     member = np.zeros((len(cells), case.n))
     for k, langs_ in enumerate(cells):
         member[k, list(langs_)] = 1.0
     disjoint = (member @ member.T) == 0
     w = np.array(weights)
     u = w[:, None] * np.array(devs)  # (cells, G)
-    g = u.shape[1]
     cross = float(np.einsum("cg,cd,dg->", u, disjoint, u))
     absw = np.abs(w)
     scale = float(absw.sum() ** 2 / (absw @ disjoint @ absw)) if (absw @ disjoint @ absw) > 0 else 0.0
-    return stats.Component("sentences", max(0.0, (g - 1) / g * cross * scale), float(g - 1))
+    return stats.Component(source, max(0.0, factor * cross * scale), df)
 
 
 def test_model(ds: xr.Dataset, model: str, adapter: str, sharing: xr.DataArray | None = None) -> list[tuple]:
@@ -417,7 +439,25 @@ def test_model(ds: xr.Dataset, model: str, adapter: str, sharing: xr.DataArray |
     for measure in ds.measure.values:
         m = ds.sel(measure=measure)
         cases = [finding1(m), finding2(m), finding3(m), finding4(m), finding5(m, sharing), finding6(m)]
+        if "draw" in m.dims:  # the same statistics on each speaker redraw
+            spk = speaker_replicates(m)
+            redrawn = [finding1(spk), finding2(spk), finding3(spk), finding4(spk), finding5(spk, sharing),
+                       finding6(spk)]
+            cases = [replace(c, redraws=r.boot) if isinstance(c, Case) else c for c, r in zip(cases, redrawn)]
         out += [(model, adapter, f, str(measure), c) for f, c in zip(FINDINGS, cases)]
+    return out
+
+
+def speaker_replicates(ds: xr.Dataset) -> xr.Dataset:
+    """The Dataset with each layout's speaker redraws in place of its sentence-jackknife replicates, so that the
+    findings' own code gives the arrays of every redraw (as `Case.boot`)."""
+    layouts = list(ds.attrs.get("layouts", {}))
+    jack = [results.var(lay, results.Part.JACK) for lay in layouts if results.var(lay, results.Part.JACK) in ds]
+    out = ds.drop_vars(jack + (["group"] if "group" in ds.coords else []))
+    for lay in layouts:
+        redraws = results.var(lay, results.Part.SPEAKERS)
+        if redraws in ds:
+            out[results.var(lay, results.Part.JACK)] = ds[redraws].drop_vars("draw").rename(draw="group")
     return out
 
 
@@ -432,7 +472,8 @@ def decide(tested: list[tuple], alpha: float, suffixes: dict[str, str]) -> list[
             figure = f"{stem}{suffixes[measure]}.{ext}"
         base = dict(finding=f.id, model=model, measure=measure, study=f.study.get(adapter, ""), figure=figure,
                     value=None, low=None, high=None, confidence=None, p_value=None, p_adjusted=None, raw_low=None,
-                    raw_high=None, se=None, df=None, se_languages=None, se_sentences=None, family_size=0)
+                    raw_high=None, se=None, df=None, se_languages=None, se_sentences=None, se_speakers=None,
+                    family_size=0)
         if isinstance(case, Skip):
             rows.append((Result(**base, verdict=case.verdict, n=case.n, detail=case.detail), None, case))
             continue
@@ -440,11 +481,12 @@ def decide(tested: list[tuple], alpha: float, suffixes: dict[str, str]) -> list[
         sources = {c.source.split(" ")[0]: 0.0 for c in t.components}
         for c in t.components:
             sources[c.source.split(" ")[0]] += c.variance
+        se = {k: _f(np.sqrt(v)) for k, v in sources.items()}
         lo, hi = t.interval(alpha)
         base.update(value=_f(case.scale(t.estimate)), p_value=_f(t.p), se=_f(t.se), df=_f(t.df),
                     raw_low=_f(case.scale(lo)), raw_high=_f(case.scale(hi)),
-                    se_languages=_f(np.sqrt(sources["languages"])) if "languages" in sources else None,
-                    se_sentences=_f(np.sqrt(sources["sentences"])) if "sentences" in sources else None)
+                    se_languages=se.get("languages"), se_sentences=se.get("sentences"),
+                    se_speakers=se.get("speakers"))
         if "sentences" not in sources:
             rows.append((Result(**base, verdict="no sentence jackknife", n=case.n,
                                 detail=f"{case.detail}; similarity.jackknife < 2: the sentence variation is unknown, "

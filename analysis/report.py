@@ -183,7 +183,7 @@ def render(findings: dict, figures_dir: Path) -> str:
         "language_bootstrap": num(findings.get("language_bootstrap")),
         "permutations": num(findings.get("permutations")), "bootstrap": num(findings.get("bootstrap")),
         "seed": num(findings.get("seed")), "models": models, "summary": summary, "findings": sections,
-        "jackknife": num(findings.get("jackknife")),
+        "jackknife": num(findings.get("jackknife")), "speakers": num(findings.get("speakers")),
         "multiplicity": findings.get("multiplicity") or {}, "calibration": calibration(findings.get("calibration")),
         "gallery": gallery,
         "methods": {"models": method_models, "measures": measure_rows,

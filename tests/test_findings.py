@@ -237,7 +237,7 @@ def test_shared_sentence_component_keeps_only_what_languages_share():
     own = g.normal(0, 3, (groups, n))
     boot = [{"v": main + shared[k] + own[k] - own.mean(axis=0)} for k in range(groups)]
     case = findings.Case({"v": main}, boot, lambda a, idx: float(np.mean(a["v"][idx])), n, "")
-    comp = findings.shared_sentence_component(case)
+    comp = findings.shared_component(case, case.boot, "sentences", findings.JACKKNIFE)
     own_dev = own - own.mean(axis=0)
     u = (shared[:, None] + own_dev) / n  # each cell's weighted deviation per replicate
     off = (u.sum(axis=1) ** 2 - (u ** 2).sum(axis=1)).sum()

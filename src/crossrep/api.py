@@ -42,10 +42,11 @@ class Results:
     def activations(self, model: str, modality: str, lang: str, point: str, sentences: str | None = None,
                     xarray: bool = False):
         """A shard point's pooled activations, (sentences x features) float32, rows in ascending sentence id.
-        `sentences`: None (every sentence the shard holds), "crossmodal" (the language's first N ids, as the
-        cross-modal family compares them) or "crosslingual" (the M ids shared by the model's languages).
+        `sentences`: None (every row the shard holds: with `data.utterances: all`, a speech shard's every
+        recording, its key repeated), "crossmodal" (the language's first N ids, as the cross-modal family compares
+        them) or "crosslingual" (the M ids shared by the model's languages), each id's kept recording.
         `xarray=True`: a lazily read DataArray with the sentence ids as its `sentence` coordinate."""
-        from .store import ShardKey
+        from .store import ShardKey, id_rows
 
         key = ShardKey(model, modality, lang)
         plan = self.store.model(model)
@@ -61,7 +62,9 @@ class Results:
         import xarray as xr
 
         arr = xr.open_zarr(self.store.path, group=str(key), consolidated=False, zarr_format=3)[point]
-        return arr if ids[sentences] is None else arr.sel(sentence=list(ids[sentences]))
+        if ids[sentences] is None:
+            return arr
+        return arr.isel(sentence=id_rows(self.store.ids(key), ids[sentences], f"{self.store.path}/{key}"))
 
     def similarity(self, model: str):
         """The model's similarity Dataset (xarray, lazily from similarity.zarr; see crossrep.results)."""

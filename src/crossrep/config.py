@@ -31,7 +31,8 @@ class DataConfig:
     languages: tuple[str, ...]
     crossmodal_sentences: int  # N: the first N sentence ids of each language (cross-modal)
     crosslingual_sentences: int  # M: the first M ids shared by all languages of a model (cross-lingual)
-    seed: int  # picks one utterance per sentence id
+    seed: int  # picks one utterance per sentence id (the one every comparison uses)
+    utterances: str  # "one": speech shards hold that utterance; "all": every recording of a key, with its speaker
     demo: bool  # write demo data at `root` when it is missing
     levels: dict[str, str] = field(default_factory=dict)  # resource levels set or overridden per language
 
@@ -90,6 +91,7 @@ class SimilarityConfig:
     permutations: int  # K: permutation-null replicates per comparison (at least 2: the null's spread)
     bootstrap: int  # B: sentence-bootstrap replicates (0: none, else at least 2)
     jackknife: int  # G: sentence groups of the delete-a-group jackknife the findings' tests use (0: none, else >= 2)
+    speakers: int  # S: redraws of the recording per key (data.utterances all; 0: none, else >= 2)
 
     @property
     def measure_names(self) -> tuple[str, ...]:
@@ -180,7 +182,8 @@ class Job:
                 "split": self.data.split, "languages": list(self.data.languages),
                 "crossmodal_sentences": self.data.crossmodal_sentences,
                 "crosslingual_sentences": self.data.crosslingual_sentences,
-                "seed": self.data.seed, "demo": self.data.demo, "levels": dict(self.data.levels),
+                "seed": self.data.seed, "utterances": self.data.utterances, "demo": self.data.demo,
+                "levels": dict(self.data.levels),
             },
             "models": [
                 {
@@ -396,6 +399,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         crossmodal_sentences=d.int("crossmodal_sentences", minimum=2),
         crosslingual_sentences=d.int("crosslingual_sentences", minimum=2),
         seed=d.int("seed", 0),
+        utterances=d.choice("utterances", ("one", "all"), "one"),
         demo=d.bool("demo", False),
         levels=_levels(d),
     )
@@ -440,6 +444,7 @@ def parse_job(raw: dict, source: str = "") -> Job:
         permutations=s.int("permutations", DEFAULT_PERMUTATIONS, minimum=2),
         bootstrap=s.int("bootstrap", DEFAULT_BOOTSTRAP),
         jackknife=s.int("jackknife", DEFAULT_JACKKNIFE),
+        speakers=s.int("speakers", 0),
     )
     if similarity.bootstrap == 1:
         raise ConfigError("similarity.bootstrap: 1 replicate gives no interval; use 0 (none: intervals come from the "
@@ -448,6 +453,11 @@ def parse_job(raw: dict, source: str = "") -> Job:
     if similarity.jackknife == 1:
         raise ConfigError("similarity.jackknife: 1 group gives no variance; use 0 (none: the findings are then not "
                           "tested) or at least 2 (default 10; each group costs one more reduction)")
+    if similarity.speakers == 1:
+        raise ConfigError("similarity.speakers: 1 redraw gives no variance; use 0 (none) or at least 2")
+    if similarity.speakers and data.utterances != "all":
+        raise ConfigError(f"similarity.speakers: {similarity.speakers} redraws of each key's recording need every "
+                          f"recording stored: set data.utterances: all (it is {data.utterances})")
     fewest = min([data.crossmodal_sentences, data.crosslingual_sentences]
                  + [m.crosslingual_sentences for m in models])
     if similarity.jackknife > fewest // 2:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .config import Job, load_job
 from .data.audio import SAMPLE_RATE
-from .data.corpus import open_language
+from .data.corpus import open_language, recording_rows
 from .data.fleurs import Clip
 from .errors import CrossrepError, ModelError, describe
 from .lock import shard_lock
@@ -122,6 +122,7 @@ class Extractor:
     def __init__(self, job: Job, store: ActivationStore, progress: bool = True):
         self.job, self.store, self.progress = job, store, progress
         self._model: tuple[str, object] | None = None
+        self.names: dict[int, str] = {}  # row label -> how errors name it (a sentence id, or a recording of one)
         self.load_seconds = 0.0  # model loading not yet charged to a shard
 
     def adapter(self, model: str):
@@ -165,6 +166,14 @@ class Extractor:
         clock.add("load", self.load_seconds)
         self.load_seconds = 0.0
         lang = open_language(self.job.data, first.lang)
+        plan = self.store.model(first.model)
+        keys_of = ids
+        self.names = {sid: f"sentence id {sid}" for sid in ids}
+        if plan.recordings and first.modality == "speech":  # one row per recording: the rows are what is extracted
+            rows = plan.recordings[first.lang]
+            lang = recording_rows(lang, [(sid, f) for sid, f, _ in rows])
+            ids = list(range(len(rows)))
+            self.names = {r: f"sentence id {sid}, recording {f}" for r, (sid, f, _) in enumerate(rows)}
         with clock("audio"):
             inputs = self.inputs(adapter, lang, keys, [ids[r] for c in todo
                                                        for r in range(len(ids))[chunk_rows(len(ids), size, c)]])
@@ -182,8 +191,7 @@ class Extractor:
                             batch_size=None, num_workers=workers, pin_memory=clock.cuda, worker_init_fn=_worker_init,
                             multiprocessing_context="fork" if workers else None,
                             prefetch_factor=2 if workers else None)
-        plan = self.store.model(first.model)
-        lens = (Lens.of(plan, type(adapter), ids, lang.texts(ids), str(keys["speech"]))
+        lens = (Lens.of(plan, type(adapter), ids, keys_of, lang.texts(ids), str(keys["speech"]))
                 if plan.lens and "speech" in keys else None)
         unit = Unit(keys, points, done, batches, last, chunk_ids, lens)
         with ThreadPoolExecutor(1, thread_name_prefix="crossrep-write") as writer:  # chunks are written while
@@ -283,8 +291,8 @@ class Extractor:
             for p, v in host.items():
                 bad = ~np.isfinite(v).all(axis=1)
                 if bad.any():
-                    raise ModelError(f"{keys[m].key}: NaN or infinite activation at point {p!r} for sentence id "
-                                     f"{sids[int(np.argmax(bad))]} (extract.dtype={self.job.extract.dtype}; or no "
+                    raise ModelError(f"{keys[m].key}: NaN or infinite activation at point {p!r} for "
+                                     f"{self.names[sids[int(np.argmax(bad))]]} (extract.dtype={self.job.extract.dtype}; or no "
                                      f"valid position to pool over)")
                 dtype = np.int32 if p.startswith("lenstop_") else np.float32  # token ids of the logit lens
                 if p not in out[m]:
@@ -297,7 +305,7 @@ class Extractor:
             return
         for sid, wave in zip(ids, audio):
             if len(wave) > adapter.max_seconds * SAMPLE_RATE:
-                raise ModelError(f"{lang.where}: clip {lang.sentences[sid].file} (sentence id {sid}) is "
+                raise ModelError(f"{lang.where}: clip {lang.sentences[sid].file} ({self.names[sid]}) is "
                                  f"{len(wave) / SAMPLE_RATE:.1f} s, longer than the {adapter.max_seconds:g} s "
                                  f"{type(adapter).__name__} takes; leave the sentence's language out or cut the clip")
 
@@ -318,8 +326,9 @@ class Unit:
 
 @dataclass(frozen=True)
 class Lens:
-    """The logit lens of a unit (`analysis.lens`): its points, k, and per sentence id the transcript ids of the
-    sentence after it in the shard's stored order (wrapping), the paired chance level: never the sentence itself."""
+    """The logit lens of a unit (`analysis.lens`): its points, k, and per row the transcript ids of the next
+    sentence in the shard's stored order (wrapping; the next other key where a key has several recordings), the
+    paired chance level: never the sentence itself."""
 
     points: tuple[str, ...]
     k: int
@@ -331,12 +340,18 @@ class Lens:
         return LensRequest(self.points, self.k, tuple(self.partner[s] for s in sids))
 
     @classmethod
-    def of(cls, plan, adapter_cls, ids: list[int], texts: list[str], where: str) -> "Lens":
-        if len(ids) < 2:
-            raise ModelError(f"{where}: the logit lens pairs each sentence with another; this shard has {len(ids)}")
+    def of(cls, plan, adapter_cls, rows: list[int], keys: list[int], texts: list[str], where: str) -> "Lens":
+        """`rows` the unit's row labels, `keys` each row's sentence id, `texts` each row's transcript."""
+        n = len(set(keys))
+        if n < 2:
+            raise ModelError(f"{where}: the logit lens pairs each sentence with another; this shard has {n}")
         tokens = adapter_cls.text_tokenizer(plan.checkpoint, plan.options)
-        by_id = {sid: tuple(tokens(t)) for sid, t in zip(ids, texts)}
-        return cls(plan.lens, plan.lens_k, {sid: by_id[ids[(r + 1) % len(ids)]] for r, sid in enumerate(ids)})
+        ids = [tuple(tokens(t)) for t in texts]
+        partner = {}
+        for r, row in enumerate(rows):
+            nxt = next(q % len(rows) for q in range(r + 1, r + len(rows)) if keys[q % len(rows)] != keys[r])
+            partner[row] = ids[nxt]
+        return cls(plan.lens, plan.lens_k, partner)
 
 
 class Featurized(Dataset):

@@ -34,8 +34,8 @@ def dataset(store: ActivationStore, model: str) -> xr.Dataset:
                              f"`crossrep resume` first)")
         rows = [where[int(i)] for i in plan.shard_ids[lang]]
         for j, p in enumerate(plan.lens):
-            fields[a, rows, j] = store.read(key, f"lens_{p}")
-            top[a, rows, j] = store.read(key, f"lenstop_{p}")
+            fields[a, rows, j] = store.read(key, f"lens_{p}", plan.shard_ids[lang])  # the kept recordings
+            top[a, rows, j] = store.read(key, f"lenstop_{p}", plan.shard_ids[lang])
     depth = {p.name: p.depth for p in plan.points["speech"]}
     coords = {"lang": list(plan.languages), "sentence": ids, "point": list(plan.lens),
               "point_depth": ("point", [depth[p] for p in plan.lens]), "rank": np.arange(1, LENS_TOP + 1)}

@@ -31,9 +31,11 @@ def shards(job: Job) -> list[ShardKey]:
 def units(job: Job, indices: list[int]) -> list[list[int]]:
     """`indices` grouped into units of work, in order of first appearance: the text and speech shard of one
     language of an audio LLM (a joint adapter) form one unit, run by one task in one forward pass per batch;
-    every other shard is a unit of its own. Launchers distribute units, so each shard still has one writer."""
+    every other shard is a unit of its own (and every shard with `data.utterances: all`, where speech has a row per
+    recording and text one per key). Launchers distribute units, so each shard still has one writer."""
     table = shards(job)
-    joint = {m.name for m in job.models if family(m.adapter, f"{m.key}.adapter").joint}
+    joint = {m.name for m in job.models if family(m.adapter, f"{m.key}.adapter").joint
+             and job.data.utterances == "one"}
     out: list[list[int]] = []
     where: dict[tuple[str, str], list[int]] = {}
     for i in indices:
@@ -78,7 +80,12 @@ def corpus_summary(job: Job) -> list[str]:
     lines = [f"# corpus {job.data.root} ({resolve_format(job.data)}, split {job.data.split}): {len(data)} "
              f"languages, {len(shared)} keys shared by all"]
     for iso, lang in data.items():
-        lines.append(f"#   {iso}\t{lang.lang.name}\t{langs.level(iso, job.data.levels)}\t{len(lang.sentences)} keys")
+        extra = ""
+        if job.data.utterances == "all":
+            rec = [r for group in lang.recordings.values() for r in group]
+            known = len({r.speaker for r in rec if r.speaker})
+            extra = f"\t{len(rec)} recordings, {known} speakers" if known else f"\t{len(rec)} recordings, speakers unknown"
+        lines.append(f"#   {iso}\t{lang.lang.name}\t{langs.level(iso, job.data.levels)}\t{len(lang.sentences)} keys{extra}")
     return lines
 
 
@@ -90,10 +97,10 @@ def fingerprint(job: Job) -> dict:
     # features are how stores made before those keys existed were computed, so they stay resumable
     extract = {k: v for k, v in d["extract"].items() if k not in ("feature_workers", "shards_per_task")
                and not (k == "batch_seconds" and not v) and not (k == "features" and v == "cpu")}
-    # every format reads the same items (the format is not in the bytes); resampling off is how stores made
-    # before the key existed were read
+    # every format reads the same items (the format is not in the bytes); resampling off and one utterance per
+    # key are how stores made before those keys existed were read
     data = {k: v for k, v in d["data"].items() if k not in ("demo", "format", "levels")
-            and not (k == "resample" and not v)}
+            and not (k == "resample" and not v) and not (k == "utterances" and v == "one")}
     lens = {"lens": d["analysis"]["lens"]} if job.analysis.lens.models else {}  # computed with the activations
     return portable({"data": data, "models": d["models"],
                      "extract": extract, **lens}, job.out)
@@ -125,8 +132,16 @@ def store_plan(job: Job, progress: bool = True) -> StorePlan:
             crosslingual_ids=tuple(int(i) for i in sel.crosslingual),
             shard_ids={lang: tuple(int(i) for i in sel.shard_ids(lang)) for lang in m.languages},
             lens=lens, lens_k=job.analysis.lens.k if lens else 0,
+            recordings={lang: shard_recordings(data[lang], sel.shard_ids(lang)) for lang in m.languages}
+            if job.data.utterances == "all" else {},
         ))
     return StorePlan(job=fingerprint(job), chunk_size=job.extract.chunk_size, models=tuple(models))
+
+
+def shard_recordings(lang, ids) -> tuple[tuple[int, str, str], ...]:
+    """A speech shard's rows with every recording: (key, recording, speaker or "") per recording of each id,
+    the kept one first."""
+    return tuple((int(sid), r.file, str(r.speaker or "")) for sid in ids for r in lang.recordings[sid])
 
 
 def lens_points(job: Job, m, cls, spec) -> tuple[str, ...]:

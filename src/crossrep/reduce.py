@@ -6,7 +6,8 @@ or jackknife resample), pairs scored in chunks. Beside each score: the random-ve
 sizes, a permutation null (the measure with one side's sentence order shuffled, `similarity.permutations`
 times, from the prepared forms), `similarity.bootstrap` sentence-bootstrap replicates (one resample of
 sentence positions per replicate, used on both sides of every pair of every family) and, for the families the
-findings test, the `similarity.jackknife` delete-a-group replicates. This module only computes: the numbers
+findings test, the `similarity.jackknife` delete-a-group replicates and the `similarity.speakers` redraws of
+each key's recording (`data.utterances: all`). This module only computes: the numbers
 come back as a `Reduced` per model, which crossrep.results names, stores and tabulates.
 """
 
@@ -68,13 +69,18 @@ def shard_point(source, model: str, modality: str, lang: str, point: str) -> tup
 def prepared(stored: tuple, sim: dict, measure: Measure, rep: list, ids: np.ndarray, resample: tuple | None):
     """One Dask task: a representation (the rows of `ids` of a stored shard point) prepared for a measure (for
     SVCCA its reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
-    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife. BLAS runs one thread
+    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife; ("spk", s): each key's
+    recording in the s-th speaker redraw (`data.utterances: all`) instead of its kept one. BLAS runs one thread
     per task: Dask's workers are the parallelism, and the small products run faster unthreaded."""
     with one_thread():
         xp = array_backend(sim["backend"])
         model, modality, point, lang = rep
         stored_ids, data = stored
-        x = data[id_rows(stored_ids, ids, f"{model}/{modality}/{lang}")]
+        rows = id_rows(stored_ids, ids, f"{model}/{modality}/{lang}")
+        if resample is not None and resample[0] == "spk":
+            rows = stats.recording_rows(stored_ids, ids, sim["seed"], lang, resample[1])
+            resample = None
+        x = data[rows]
         if resample is not None:
             kind, k = resample
             x = x[stats.resample(sim["seed"], len(ids), k) if kind == "boot"
@@ -171,14 +177,15 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
         keys = []
         for rep in block_reps:
             ids = np.array(rep.ids)
+            redraw = resample if resample is None or resample[0] != "spk" or rep.modality == "speech" else None
             key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, len(ids),
-                   zlib.crc32(ids.tobytes()), _tag(resample))  # the same representation on other sentence ids
+                   zlib.crc32(ids.tobytes()), _tag(redraw))  # the same representation on other sentence ids
             if key not in dsk:
                 stored = ("stored", rep.model, rep.modality, rep.lang, rep.point)
                 if stored not in dsk:
                     dsk[stored] = (shard_point, source, rep.model, rep.modality, rep.lang, rep.point)
                 dsk[key] = (prepared, stored, sim, objects[measure], [rep.model, rep.modality, rep.point, rep.lang], ids,
-                            resample)
+                            redraw)  # text has one row per key: a speaker redraw reuses its main form
             keys.append(key)
         return keys
 
@@ -200,8 +207,7 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
                               for i, blk in enumerate(lay.blocks)],
                      **{kind: [[block_tasks(me, f"{lay.name}/{i}", blk, (kind, k), 0) for k in range(count)]
                                for i, blk in enumerate(lay.blocks)]
-                        for kind, count in (("boot", job.similarity.bootstrap),
-                                            ("jack", job.similarity.jackknife if lay.resampled else 0))}}
+                        for kind, count in _replicates(job, lay)}}
             if lay.baseline:
                 entry["baseline"] = []
                 for i, blk in enumerate(lay.blocks):
@@ -215,12 +221,20 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
     return dsk, graph
 
 
+def _replicates(job: Job, lay: Layout) -> tuple[tuple[str, int], ...]:
+    """The replicate kinds of a layout and their counts: the sentence bootstrap for every family; the sentence
+    jackknife and the speaker redraws for those the findings test."""
+    sim = job.similarity
+    return (("boot", sim.bootstrap), ("jack", sim.jackknife if lay.resampled else 0),
+            ("spk", sim.speakers if lay.resampled else 0))
+
+
 @dataclass(frozen=True)
 class Reduced:
     """One model's numbers, per layout (Dataset variable), before crossrep.results names and stores them. Each
     array of `arrays[layout]` has the measures first: `score` (measure, *dims), `null` (measure, *dims, K),
-    and where computed `boot` (measure, B, *dims), `jack` (measure, G, *dims), `baseline` (measure, blocks,
-    repeat)."""
+    and where computed `boot` (measure, B, *dims), `jack` (measure, G, *dims), `spk` (measure, S, *dims),
+    `baseline` (measure, blocks, repeat)."""
 
     plan: ModelPlan
     layouts: tuple[Layout, ...]
@@ -246,8 +260,7 @@ def model_arrays(job: Job, store, model: str) -> Reduced:
         main = np.stack([np.stack([np.asarray(x) for x in results[me, lay.name]["main"]]) for me in names_])
         main = np.moveaxis(main, 2, 1)  # (measure, 1 + K, blocks, ...)
         out = {"score": main[:, 0], "null": np.moveaxis(main[:, 1:], 1, -1)}
-        for kind, count in (("boot", job.similarity.bootstrap),
-                            ("jack", job.similarity.jackknife if lay.resampled else 0)):
+        for kind, count in _replicates(job, lay):
             if count:
                 reps = np.stack([np.stack([np.stack(blk)[:, 0] for blk in results[me, lay.name][kind]])
                                  for me in names_])  # (measure, blocks, count, ...)

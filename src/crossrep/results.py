@@ -6,9 +6,10 @@ baseline.csv. The numbers come from crossrep.reduce; analysis reads them through
 
 Per family layout V (see crossrep.families): V the score (measure, *dims); V_null_mean, V_null_std, V_p the
 permutation null and the add-one p-value; V_adjusted (V - null mean) / (1 - null mean); V_boot the sentence
-bootstrap replicates; V_jack the scores without each sentence group (delete-a-group jackknife); V_baseline the
-measure on random normal arrays of the block's sizes; V_mean the mean over languages with V_ci_sentences and
-V_ci_languages (95 % percentile intervals).
+bootstrap replicates; V_jack the scores without each sentence group (delete-a-group jackknife); V_speakers the
+scores with each key's recording redrawn (dim `draw`; `data.utterances: all`), V_ci_speakers the interval of
+the mean over those redraws; V_baseline the measure on random normal arrays of the block's sizes; V_mean the
+mean over languages with V_ci_sentences and V_ci_languages (95 % percentile intervals).
 
 Per readout R (crossrep.readout: retrieval_* with a leading `scoring` dim, probe_*): R the accuracy; R_chance its
 chance level (retrieval 1/N; probes the label-permutation mean) and, for probes, R_p the add-one p-value; R_ci the
@@ -51,6 +52,7 @@ class Part(str, Enum):
     ADJUSTED = "adjusted"
     BOOT = "boot"
     JACK = "jack"
+    SPEAKERS = "speakers"
     BASELINE = "baseline"
     MEAN = "mean"
     CHANCE = "chance"
@@ -58,6 +60,7 @@ class Part(str, Enum):
     MEAN_BOOT = "mean_boot"
     CI_SENTENCES = "ci_sentences"
     CI_LANGUAGES = "ci_languages"
+    CI_SPEAKERS = "ci_speakers"
 
 
 def var(layout: str, part: Part = Part.SCORE) -> str:
@@ -85,6 +88,7 @@ class View:
     adjusted = _part(Part.ADJUSTED)
     boot = _part(Part.BOOT)
     jack = _part(Part.JACK)
+    speakers = _part(Part.SPEAKERS)
     baseline = _part(Part.BASELINE)
     mean = _part(Part.MEAN)
     chance = _part(Part.CHANCE)
@@ -92,6 +96,7 @@ class View:
     mean_boot = _part(Part.MEAN_BOOT)
     ci_sentences = _part(Part.CI_SENTENCES)
     ci_languages = _part(Part.CI_LANGUAGES)
+    ci_speakers = _part(Part.CI_SPEAKERS)
 
 
 def view(ds: xr.Dataset, layout: str) -> View:
@@ -118,9 +123,10 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
             data[var(lay.name, Part.P)] = (dims, np.where(np.isfinite(score),
                                                           stats.add_one_p(null, score, axis=-1), np.nan))
             data[var(lay.name, Part.ADJUSTED)] = (dims, (score - mu) / (1.0 - mu))
-        for part, dim in ((Part.BOOT, "boot"), (Part.JACK, "group")):
-            if part.value in a:
-                data[var(lay.name, part)] = (("measure", dim) + lay.dims, a[part.value])
+        for part, key, dim in ((Part.BOOT, "boot", "boot"), (Part.JACK, "jack", "group"),
+                               (Part.SPEAKERS, "spk", "draw")):
+            if key in a:
+                data[var(lay.name, part)] = (("measure", dim) + lay.dims, a[key])
         if "baseline" in a:
             data[var(lay.name, Part.BASELINE)] = (("measure", lay.dims[0], "repeat"), a["baseline"])
         for name, value in lay.coords.items():
@@ -130,6 +136,8 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
         coords["boot"] = np.arange(sim.bootstrap)
     if sim.jackknife:
         coords["group"] = np.arange(sim.jackknife)
+    if sim.speakers:
+        coords["draw"] = np.arange(sim.speakers)
     coords["bound"] = _str(["low", "high"])
     info = {code: langs.get(code) for code in plan.languages}
     coords["lang"] = _str(plan.languages)
@@ -142,6 +150,7 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
         "options": portable(plan.options, job.out),
         "measures": {m.name: m.params() for m in measures.resolve(sim)},
         "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife,
+        "speakers": sim.speakers, "utterances": job.data.utterances,
         "language_bootstrap": job.analysis.language_bootstrap,
         "crosslingual_sentences": len(plan.crosslingual_ids),
         "crossmodal_sentences": len(next(iter(plan.crossmodal_ids.values()))),
@@ -154,7 +163,8 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
 
 
 def _add_means(ds: xr.Dataset, lays, job: Job) -> None:
-    """V_mean over each variable's language dims, with sentence- and language-bootstrap intervals."""
+    """V_mean over each variable's language dims, with sentence- and language-bootstrap intervals and, with
+    speaker redraws, the interval of the mean over them."""
     count, seed = job.analysis.language_bootstrap, job.analysis.seed
     for lay in lays:
         v = ds[lay.name]
@@ -164,6 +174,10 @@ def _add_means(ds: xr.Dataset, lays, job: Job) -> None:
         if boot in ds:
             boots = ds[boot].mean(lay.language_dims, skipna=True).transpose("boot", *keep).values
             ds[var(lay.name, Part.CI_SENTENCES)] = (tuple(keep) + ("bound",), stats.interval(boots, LEVEL))
+        redraws = var(lay.name, Part.SPEAKERS)
+        if redraws in ds:
+            means = ds[redraws].mean(lay.language_dims, skipna=True).transpose("draw", *keep).values
+            ds[var(lay.name, Part.CI_SPEAKERS)] = (tuple(keep) + ("bound",), stats.interval(means, LEVEL))
         values = v.transpose(*keep, *lay.language_dims).values
         draws = stats.language_indices(v.sizes[lay.language_dims[0]], count, seed, lay.name)
         reps = stats.resampled_means(values, len(lay.language_dims) == 2, draws)
@@ -268,7 +282,8 @@ def settings(job: Job) -> dict:
         "models": [m.name for m in job.models],
         "measures": {m.name: m.params() for m in measures.resolve(sim)},
         "similarity": {"families": list(sim.families), "baseline_repeats": sim.baseline_repeats, "seed": sim.seed,
-                       "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife},
+                       "permutations": sim.permutations, "bootstrap": sim.bootstrap, "jackknife": sim.jackknife,
+                       **({"speakers": sim.speakers} if sim.speakers else {})},
         "analysis": {"language_bootstrap": job.analysis.language_bootstrap, "seed": job.analysis.seed},
         "data": {"levels": dict(job.data.levels)},
         "retrieval": {**vars(job.retrieval), "scorings": list(job.retrieval.scorings)},

@@ -42,6 +42,17 @@ def jackknife_kept(seed: int, n: int, groups: int, g: int) -> np.ndarray:
     return np.flatnonzero(label != g)
 
 
+def recording_rows(stored: np.ndarray, ids, seed: int, lang: str, s: int) -> np.ndarray:
+    """The rows of the s-th speaker redraw of `ids` in a shard whose rows hold `stored` keys (ascending, a key
+    repeated per recording): for each key one of its recordings, uniformly, drawn for every stored key of the
+    language at once, so a key gets the same recording in every family, point and measure of the redraw.
+    Draws are independent across languages (each language has its own readers)."""
+    keys, first, counts = np.unique(stored, return_index=True, return_counts=True)
+    u = rng(seed, "speakers", lang, s).random(len(keys))
+    at = np.searchsorted(keys, ids)
+    return (first + np.floor(u * counts).astype(np.int64))[at]
+
+
 def interval(samples, level: float = 0.95, axis: int = 0) -> np.ndarray:
     """Percentile interval (low, high) along `axis`, NaN-aware; last axis of the result is (low, high)."""
     a = (1.0 - level) / 2.0

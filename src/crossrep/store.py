@@ -1,8 +1,9 @@
 """The activation store: Zarr v3 at `<out>/activations.zarr`, one group per shard `<model>/<modality>/<lang>`.
 
 This module owns the on-disk conventions; everything else gets typed objects (`StorePlan`, `ModelPlan`,
-`ShardKey`, `ShardState`, `Damage`). Each shard group holds `sentence` (FLEURS sentence ids, ascending) and
-one float32 array per point (sentences x features, dimension names `sentence`, `feature_<point>`), so
+`ShardKey`, `ShardState`, `Damage`). Each shard group holds `sentence` (FLEURS sentence ids, ascending; with
+`data.utterances: all` a speech shard has one row per recording, the key repeated and its kept recording first,
+beside `recording` and `speaker` string arrays) and one float32 array per point (sentences x features, dimension names `sentence`, `feature_<point>`), so
 `xarray.open_zarr(path, group="seamless/text/eng")` reads it. Arrays use Zarr's sharding codec with one shard
 file per `chunk_size` sentences, inner chunks compressed then CRC32C-checksummed: a chunk of work is written
 as whole files, each an atomic write, and every byte of it can be verified later.
@@ -24,7 +25,7 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -85,6 +86,15 @@ class ModelPlan:
     shard_ids: dict[str, tuple[int, ...]]  # language -> the ids its shards hold (both modalities)
     lens: tuple[str, ...] = ()  # decoder points read by the logit lens (speech shards); empty: no lens
     lens_k: int = 0  # the job's k of recall@k
+    # data.utterances all: language -> the speech shard's rows (key, recording, speaker or ""), every recording of
+    # each key of shard_ids, the kept one first; empty: one row per key
+    recordings: dict[str, tuple[tuple[int, str, str], ...]] = field(default_factory=dict)
+
+    def rows(self, modality: str, lang: str) -> tuple[int, ...]:
+        """The key of each row of a shard: its shard ids, or for speech with every recording, one per recording."""
+        if modality == "speech" and self.recordings:
+            return tuple(sid for sid, _, _ in self.recordings[lang])
+        return self.shard_ids[lang]
 
     def arrays(self, modality: str) -> tuple[str, ...]:
         """The shard arrays beside `sentence`: one per point, and per lens point its scores and top ids."""
@@ -112,6 +122,8 @@ class ModelPlan:
             "crosslingual_ids": list(self.crosslingual_ids),
             "shard_ids": {lang: list(ids) for lang, ids in self.shard_ids.items()},
             **({"lens": list(self.lens), "lens_k": self.lens_k} if self.lens else {}),
+            **({"recordings": {lang: [list(r) for r in rows] for lang, rows in self.recordings.items()}}
+               if self.recordings else {}),
         }
 
     @classmethod
@@ -129,6 +141,8 @@ class ModelPlan:
                 crosslingual_ids=tuple(int(i) for i in a["crosslingual_ids"]),
                 shard_ids={lang: tuple(int(i) for i in ids) for lang, ids in a["shard_ids"].items()},
                 lens=tuple(a.get("lens", ())), lens_k=int(a.get("lens_k", 0)),
+                recordings={lang: tuple((int(sid), str(f), str(spk)) for sid, f, spk in rows)
+                            for lang, rows in a.get("recordings", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"{where}: model attributes unreadable ({type(exc).__name__}: {exc})") from None
@@ -204,8 +218,8 @@ def chunk_rows(n: int, chunk_size: int, index: int) -> slice:
 
 
 def id_rows(stored: np.ndarray, ids, where: str) -> np.ndarray:
-    """The rows of `ids` in a shard whose rows hold the ascending `stored` ids; an error naming `where` if any
-    is not stored."""
+    """The rows of `ids` in a shard whose rows hold the ascending `stored` ids (a key repeated where a speech shard
+    holds all its recordings: its first row, the kept recording); an error naming `where` if any is not stored."""
     rows = np.searchsorted(stored, ids)
     if np.any(rows >= len(stored)) or np.any(stored[np.minimum(rows, len(stored) - 1)] != ids):
         raise StoreError(f"{where}: some requested sentence ids are not stored")
@@ -329,17 +343,19 @@ class ActivationStore:
             return ShardState(key, int(attrs["n_chunks"]), tuple(int(c) for c in attrs["chunks_done"]),
                               bool(attrs["complete"]), attrs.get("error"), timing=self.timing(key))
         except (KeyError, ValueError, TypeError):
-            n = len(self.plan.model(key.model).shard_ids[key.lang])
+            n = len(self.plan.model(key.model).rows(key.modality, key.lang))
             return ShardState(key, math.ceil(n / self.plan.chunk_size), (), False, None, exists=False)
 
     def points(self, key: ShardKey) -> tuple[str, ...]:
         return tuple(p.name for p in self.plan.model(key.model).points[key.modality])
 
     def ids(self, key: ShardKey) -> np.ndarray:
-        return np.asarray(self.plan.model(key.model).shard_ids[key.lang], dtype=np.int64)
+        """The key of each row of the shard (ascending; repeated for the recordings of `data.utterances: all`)."""
+        return np.asarray(self.plan.model(key.model).rows(key.modality, key.lang), dtype=np.int64)
 
     def read(self, key: ShardKey, point: str, ids: list[int] | np.ndarray | None = None) -> np.ndarray:
-        """A point's activations for the shard (rows in ascending id order), optionally only the given ids."""
+        """A point's activations for the shard (rows in ascending id order), optionally only the given ids (their
+        kept recordings)."""
         data = self._group(key)[point][:]
         if ids is None:
             return data
@@ -367,7 +383,7 @@ class ActivationStore:
             group = self.root[str(key)]
         except KeyError:
             return [Damage(key, "-", c, self._dir(key), "shard group missing") for c in chunks]
-        n = len(self.plan.model(key.model).shard_ids[key.lang])
+        n = len(self.plan.model(key.model).rows(key.modality, key.lang))
         out = []
         for point in self.plan.model(key.model).arrays(key.modality):
             try:
@@ -405,7 +421,7 @@ class ActivationStore:
 
     def write_chunk(self, key: ShardKey, index: int, values: dict[str, np.ndarray]) -> None:
         g = self._group(key)
-        rows = chunk_rows(len(self.plan.model(key.model).shard_ids[key.lang]), self.plan.chunk_size, index)
+        rows = chunk_rows(len(self.plan.model(key.model).rows(key.modality, key.lang)), self.plan.chunk_size, index)
         for point, data in values.items():
             # a chunk not recorded as done may hold a damaged file, which Zarr would read before writing over it
             (self._dir(key) / point / "c" / str(index) / "0").unlink(missing_ok=True)
@@ -460,7 +476,7 @@ def damaged_root_message(path: Path) -> str:
 
 def _create_shard(root: zarr.Group, m: ModelPlan, key: ShardKey, chunk_size: int) -> bool:
     """Create a shard group and its arrays where missing (never overwriting); True if the group was new."""
-    ids = m.shard_ids[key.lang]
+    ids = m.rows(key.modality, key.lang)
     n = len(ids)
     fresh = str(key) not in root
     g = root.require_group(str(key))
@@ -473,6 +489,11 @@ def _create_shard(root: zarr.Group, m: ModelPlan, key: ShardKey, chunk_size: int
         arr = g.create_array("sentence", shape=(n,), dtype="int64", chunks=(n,), dimension_names=["sentence"],
                              fill_value=-1)
         arr[:] = np.asarray(ids, dtype=np.int64)
+    if key.modality == "speech" and m.recordings:  # who read each row, and which file it is
+        for column, name in ((1, "recording"), (2, "speaker")):
+            if name not in g:
+                arr = g.create_array(name, shape=(n,), dtype=str, chunks=(n,), dimension_names=["sentence"])
+                arr[:] = np.array([r[column] for r in m.recordings[key.lang]], dtype=object).astype(str)
     for p in m.points[key.modality]:
         if p.name in g:
             continue

@@ -16,11 +16,13 @@ Formats (`data.format`):
 
 The parallel key is crossrep's sentence id: integers as they are; string keys (a manifest's) are numbered by
 their sorted order over the whole manifest. Where a key has several recordings in a language, one is kept, the
-same way for every format: sorted by audio name, drawn with `data.seed` and the language (crossrep.data.fleurs).
+same way for every format: sorted by audio name, drawn with `data.seed` and the language (crossrep.data.fleurs);
+with `data.utterances: all` the others are extracted too (`recording_rows`), each with its speaker.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import json
@@ -33,7 +35,7 @@ import numpy as np
 from .. import languages as langs
 from ..errors import DataError
 from .audio import decode_wav
-from .fleurs import Clip, FleursLanguage, choose
+from .fleurs import Clip, FleursLanguage, recordings
 
 FORMATS = ("fleurs", "parquet", "hf_disk", "manifest")
 FLEURS_COLUMNS = ("id", "transcription", "audio")  # what the parquet and save_to_disk readers need
@@ -73,8 +75,12 @@ class CorpusLanguage:
             raise DataError(f"{where}: no items for {iso}")
 
     @functools.cached_property
+    def recordings(self) -> dict[int, list[Item]]:
+        return recordings(self.items, self.lang.iso, self.seed)
+
+    @functools.cached_property
     def sentences(self) -> dict[int, Item]:
-        return choose(self.items, self.lang.iso, self.seed)
+        return {sid: group[0] for sid, group in self.recordings.items()}
 
     def texts(self, ids: list[int]) -> list[str]:
         return [self.sentences[i].text for i in ids]
@@ -106,6 +112,19 @@ def open_language(data, iso: str, fmt: str | None = None):
     else:
         items, reader = arrow_items(folder, data.split)
     return CorpusLanguage(iso, str(folder), items, data.seed, data.resample, reader)
+
+
+def recording_rows(lang, rows) -> object:
+    """`lang` with its recordings numbered as a speech shard of `data.utterances: all` holds them: `sentences[r]`
+    the r-th of `rows` ((key, file) pairs), so that extraction reads, batches and names one row per recording."""
+    by_file = {(sid, r.file): r for sid, group in lang.recordings.items() for r in group}
+    view = copy.copy(lang)
+    try:
+        view.__dict__["sentences"] = {r: by_file[int(sid), str(f)] for r, (sid, f) in enumerate(rows)}
+    except KeyError as exc:
+        raise DataError(f"{lang.where}: no recording {exc.args[0][1]} of key {exc.args[0][0]}, which the store's "
+                        f"plan holds; the corpus changed since the store was made") from None
+    return view
 
 
 def resolve_format(data) -> str:

@@ -63,18 +63,20 @@ def read_tsv(path: Path) -> list[Utterance]:
     return rows
 
 
-def choose(rows, iso: str, seed: int) -> dict:
-    """One row per sentence id (ascending ids): the rows of an id sorted by file name, one drawn with a generator
-    seeded by `seed` and the language, so the choice depends on nothing else (the same in every format)."""
+def recordings(rows, iso: str, seed: int) -> dict:
+    """Every row per sentence id (ascending ids), the kept one first: the rows of an id sorted by file name, one
+    drawn with a generator seeded by `seed` and the language (so the choice depends on nothing else and is the
+    same in every format), then the others in file-name order."""
     by_id: dict = {}
     for row in rows:
         by_id.setdefault(row.id, []).append(row)
     rng = np.random.default_rng([seed, zlib.crc32(iso.encode())])
-    chosen = {}
+    out = {}
     for sid in sorted(by_id):
         group = sorted(by_id[sid], key=lambda r: r.file)
-        chosen[sid] = group[int(rng.integers(len(group)))]
-    return chosen
+        k = int(rng.integers(len(group)))
+        out[sid] = [group[k]] + group[:k] + group[k + 1:]
+    return out
 
 
 class FleursLanguage:
@@ -90,9 +92,14 @@ class FleursLanguage:
             raise DataError(f"{self.dir}: missing folder for {iso} (FLEURS config {self.lang.fleurs})")
 
     @cached_property
+    def recordings(self) -> dict[int, list[Utterance]]:
+        """Every utterance per sentence id, the kept one first (`recordings`)."""
+        return recordings(read_tsv(self.tsv), self.lang.iso, self.seed)
+
+    @cached_property
     def sentences(self) -> dict[int, Utterance]:
         """One utterance per sentence id, ascending ids; the choice depends only on seed and language."""
-        return choose(read_tsv(self.tsv), self.lang.iso, self.seed)
+        return {sid: group[0] for sid, group in self.recordings.items()}
 
     def texts(self, ids: list[int]) -> list[str]:
         return [self.sentences[i].text for i in ids]
