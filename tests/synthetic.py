@@ -182,9 +182,9 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
     sim = SimilarityConfig(measures=tuple(MeasureSpec(m) for m in measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
                            baseline_repeats=1, seed=seed, backend="numpy", scheduler="threads", workers=1,
                            families=("crossmodal", "text", "speech"), permutations=permutations,
-                           bootstrap=0, jackknife=jackknife)
+                           bootstrap=0, jackknife=jackknife, speakers=0)
     return SimpleNamespace(similarity=sim, analysis=SimpleNamespace(language_bootstrap=200, seed=seed),
-                           data=SimpleNamespace(levels={}),
+                           data=SimpleNamespace(levels={}, utterances="one"),
                            models=[SimpleNamespace(name="sim")], out=None,
                            retrieval=RetrievalConfig(scorings=(), k=4, center=False, bootstrap=0),  # findings only
                            probes=ProbesConfig(enabled=False, folds=5, permutations=2, bootstrap=0, c=1.0))

@@ -88,6 +88,39 @@ def test_bad_manifests_name_file_row_and_column(layouts, tmp_path):
     assert Path(wav).is_file()
 
 
+@pytest.mark.parametrize("damage", ["unreadable", "rate", "missing"])
+def test_planning_checks_every_clip_and_writes_nothing(layouts, make_job, damage, tmp_path, capsys):
+    """A manifest whose clip is unreadable, at another rate, or gone: `crossrep plan` stops before any store with
+    one line naming the clip and the manifest's file, row and column; with data.resample the other rate plans."""
+    import soundfile as sf
+
+    from crossrep.cli import main
+
+    good = list(csv.reader(layouts["manifest"].open()))
+    header, rows = good[0], good[1:]
+    base = layouts["manifest"].parent
+    rows = [r[:3] + [str((base / r[3]).resolve())] + r[4:] for r in rows]
+    deu = [r[0] for r in rows if r[1] == "de"]  # the manifest writes deu as ISO 639-1
+    n = next(k for k, r in enumerate(rows) if r[1] == "de" and deu.count(r[0]) == 1)  # a key read once: kept
+    bad = tmp_path / "clip.wav"
+    if damage == "unreadable":
+        bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    elif damage == "rate":
+        sf.write(bad, np.zeros(22050, dtype=np.float32), 22050)
+    rows[n][3] = str(bad)
+    manifest = write_csv(tmp_path / "corpus.csv", header, rows)
+    job = make_job("bad", **{"data.root": str(manifest), "data.format": "manifest"})
+    assert main(["plan", str(job)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    said = {"unreadable": "unreadable audio", "rate": "sample rate 22050 Hz", "missing": "missing audio file"}[damage]
+    line = next(x for x in err if str(bad) in x)
+    assert said in line and f"{manifest}:row {n + 1}: column audio" in line
+    assert not (tmp_path / "bad" / "activations.zarr").exists()
+    if damage == "rate":
+        job = make_job("resampled", **{"data.root": str(manifest), "data.format": "manifest", "data.resample": True})
+        assert main(["plan", str(job)]) == 0
+
+
 def test_parquet_without_audio_is_refused_naming_the_file(layouts, tmp_path):
     import pyarrow.parquet as pq
 

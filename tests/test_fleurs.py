@@ -161,3 +161,24 @@ def test_corrupt_member_in_archive_names_archive_and_member(tmp_path):
 def test_unknown_language():
     with pytest.raises(ConfigError, match=r"unknown language 'xyz'"):
         FleursLanguage(SHARED, "xyz", "test", 0)
+
+
+def test_planning_refuses_a_corrupt_clip_before_any_store(demo_root, make_job, tmp_path, capsys):
+    """A kept clip of the FLEURS layout whose header is unreadable: `crossrep plan` names it and its TSV, and
+    writes no store; the same copy with the clip restored plans."""
+    from crossrep.cli import main
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    deu = FleursLanguage(root, "deu", "test", 0)
+    sid = min(deu.sentences)
+    bad = deu.dir / "audio" / "test" / deu.sentences[sid].file
+    saved = bad.read_bytes()
+    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    job = make_job("corrupt", **{"data.root": str(root)})
+    assert main(["plan", str(job)]) == 2
+    line = next(x for x in capsys.readouterr().err.splitlines() if str(bad) in x)
+    assert "unreadable audio" in line and f"sentence id {sid} in {deu.tsv}" in line
+    assert not (tmp_path / "corrupt" / "activations.zarr").exists()
+    bad.write_bytes(saved)
+    assert main(["plan", str(job)]) == 0

@@ -294,20 +294,24 @@ def test_preemption_signal_requeues_and_continues(cluster, slow, tmp_path, demo_
 
 
 def test_bad_input_fails_its_shard_only(cluster, tmp_path, demo_root, tiny):
+    """A clip whose header is sound (so planning passes it) but whose samples are NaN fails its shard only."""
+    import numpy as np
+    import soundfile as sf
+
     root = tmp_path / "data"
     shutil.copytree(demo_root, root)
     from crossrep.data.fleurs import FleursLanguage
 
     deu = FleursLanguage(root, "deu", "test", 0)
     bad = deu.dir / "audio" / "test" / deu.sentences[min(deu.sentences)].file
-    bad.write_bytes(b"RIFF....WAVEfmt garbage")
+    sf.write(bad, np.full(16000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
     path = slurm_job(tmp_path, root, tiny)
     proc = crossrep("run", path, "--wait", check=False)
     assert proc.returncode != 0
     status = crossrep("status", path, check=False).stdout
     assert "7 complete, 1 failed" in status
     assert re.search(r"5  seamless/speech/deu\s+failed", status)
-    assert f"error: {bad}: unreadable audio" in status
+    assert f"error: {bad}: samples contain NaN or infinity" in status
     refused = crossrep("reduce", path, check=False)
     assert refused.returncode == 2
     assert "1 shards are not complete: 5:seamless/speech/deu (failed)" in refused.stderr

@@ -17,7 +17,7 @@ from .config import MODALITIES, Job
 from .data.demo import MARKER, write_demo
 from .data.corpus import open_language, resolve_format
 from .data.fleurs import select
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, DataError, StoreError
 from .models import adapter_class, family
 from .store import FILENAME, ActivationStore, ModelPlan, ShardKey, StorePlan, differences, portable
 
@@ -84,8 +84,9 @@ def corpus_summary(job: Job) -> list[str]:
         if job.data.utterances == "all":
             rec = [r for group in lang.recordings.values() for r in group]
             known = len({r.speaker for r in rec if r.speaker})
-            extra = f"\t{len(rec)} recordings, {known} speakers" if known else f"\t{len(rec)} recordings, speakers unknown"
-        lines.append(f"#   {iso}\t{lang.lang.name}\t{langs.level(iso, job.data.levels)}\t{len(lang.sentences)} keys{extra}")
+            extra = f"\t{len(rec)} recordings, " + (f"{known} speakers" if known else "speakers unknown")
+        lines.append(f"#   {iso}\t{lang.lang.name}\t{langs.level(iso, job.data.levels)}\t{len(lang.sentences)} keys"
+                     + extra)
     return lines
 
 
@@ -135,7 +136,31 @@ def store_plan(job: Job, progress: bool = True) -> StorePlan:
             recordings={lang: shard_recordings(data[lang], sel.shard_ids(lang)) for lang in m.languages}
             if job.data.utterances == "all" else {},
         ))
+    check_audio(job, data, models, progress)
     return StorePlan(job=fingerprint(job), chunk_size=job.extract.chunk_size, models=tuple(models))
+
+
+def check_audio(job: Job, data: dict, models: list[ModelPlan], progress: bool = True) -> None:
+    """Read the header of every clip the shards will extract (each key's kept recording, or every recording with
+    `data.utterances: all`) before a store is made: an unreadable file, another rate or several channels
+    (without `data.resample`) stop the plan with one line naming the file and where it is listed. Audio packed in
+    a FLEURS archive, parquet or Arrow files is read whole only when extracted, and checked then."""
+    from tqdm import tqdm
+
+    from .data.audio import check_header
+
+    todo = []
+    for iso, lang in data.items():
+        ids = sorted({i for m in models if iso in m.shard_ids for i in m.shard_ids[iso]})
+        rows = ([r for i in ids for r in lang.recordings[i]] if job.data.utterances == "all"
+                else [lang.sentences[i] for i in ids])
+        refs = lang.audio_refs(rows) if rows else None
+        todo += refs or []
+    for audio, where in tqdm(todo, desc="checking audio headers", unit="clip", disable=not progress or not todo,
+                             file=sys.stderr, mininterval=1.0):
+        if isinstance(audio, Path) and not audio.is_file():
+            raise DataError(f"{where}: missing audio file")
+        check_header(audio, where, job.data.resample)
 
 
 def shard_recordings(lang, ids) -> tuple[tuple[int, str, str], ...]:

@@ -3,10 +3,11 @@
 This module owns the on-disk conventions; everything else gets typed objects (`StorePlan`, `ModelPlan`,
 `ShardKey`, `ShardState`, `Damage`). Each shard group holds `sentence` (FLEURS sentence ids, ascending; with
 `data.utterances: all` a speech shard has one row per recording, the key repeated and its kept recording first,
-beside `recording` and `speaker` string arrays) and one float32 array per point (sentences x features, dimension names `sentence`, `feature_<point>`), so
-`xarray.open_zarr(path, group="seamless/text/eng")` reads it. Arrays use Zarr's sharding codec with one shard
-file per `chunk_size` sentences, inner chunks compressed then CRC32C-checksummed: a chunk of work is written
-as whole files, each an atomic write, and every byte of it can be verified later.
+beside `recording` and `speaker` string arrays) and one float32 array per point (sentences x features,
+dimension names `sentence`, `feature_<point>`), so `xarray.open_zarr(path, group="seamless/text/eng")` reads
+it. Arrays use Zarr's sharding codec with one shard file per `chunk_size` sentences, inner chunks compressed then
+CRC32C-checksummed: a chunk of work is written as whole files, each an atomic write, and every byte of it can be
+verified later.
 
 Attributes: the root's `crossrep` (layout version, the job settings the store was made with, chunk size), each
 model group's plan (adapter, checkpoint, options, languages, points, pairs, sentence id sets) and each shard

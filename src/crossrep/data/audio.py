@@ -30,14 +30,7 @@ def decode_wav(data: bytes | Path, where: str, resample: bool = False) -> np.nda
             samples = f.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError, TypeError) as exc:
         raise DataError(f"{where}: unreadable audio ({exc})") from None
-    if rate != SAMPLE_RATE and not resample:
-        raise DataError(
-            f"{where}: sample rate {rate} Hz; crossrep reads audio at {SAMPLE_RATE} Hz (set data.resample: true "
-            f"to resample it, or convert it, e.g. `sox IN.wav -r {SAMPLE_RATE} OUT.wav`)"
-        )
-    if channels != 1 and not resample:
-        raise DataError(f"{where}: {channels} channels; crossrep reads mono audio (set data.resample: true to "
-                        f"average the channels)")
+    _check_format(rate, channels, where, resample)
     samples = samples.mean(axis=1, dtype=np.float64).astype(np.float32) if channels != 1 else samples[:, 0]
     if rate != SAMPLE_RATE and samples.size:
         import soxr
@@ -48,6 +41,28 @@ def decode_wav(data: bytes | Path, where: str, resample: bool = False) -> np.nda
     if not np.all(np.isfinite(samples)):
         raise DataError(f"{where}: samples contain NaN or infinity")
     return samples
+
+
+def check_header(data: bytes | Path, where: str, resample: bool = False) -> None:
+    """What `decode_wav` would refuse that a header shows (an unreadable file, another rate or several channels
+    without `resample`), without decoding the samples: planning checks every clip this way before a store is
+    made."""
+    try:
+        info = sf.info(io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else str(data))
+    except (sf.LibsndfileError, RuntimeError, ValueError, EOFError, TypeError) as exc:
+        raise DataError(f"{where}: unreadable audio ({exc})") from None
+    _check_format(info.samplerate, info.channels, where, resample)
+
+
+def _check_format(rate: int, channels: int, where: str, resample: bool) -> None:
+    if rate != SAMPLE_RATE and not resample:
+        raise DataError(
+            f"{where}: sample rate {rate} Hz; crossrep reads audio at {SAMPLE_RATE} Hz (set data.resample: true "
+            f"to resample it, or convert it, e.g. `sox IN.wav -r {SAMPLE_RATE} OUT.wav`)"
+        )
+    if channels != 1 and not resample:
+        raise DataError(f"{where}: {channels} channels; crossrep reads mono audio (set data.resample: true to "
+                        f"average the channels)")
 
 
 class AudioSource:

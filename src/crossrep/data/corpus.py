@@ -53,6 +53,7 @@ class Item:
     audio: object
     speaker: str | None = None
     n_samples: int = 0
+    cell: str = ""  # where the audio reference is written: a manifest's file, row and column
 
 
 class _NoFolder:
@@ -92,6 +93,14 @@ class CorpusLanguage:
 
     def clips(self, ids: list[int]) -> list[Clip]:
         return [Clip(self.sentences[i].file, self.sentences[i].n_samples) for i in ids]
+
+    def audio_refs(self, rows: list[Item]) -> list[tuple[object, str]] | None:
+        """Each item's audio (a path or bytes) and how errors name it, for planning's header check; None where
+        the audio sits in parquet or Arrow files (read a row group at a time when extracted, and checked then)."""
+        if self.reader is not None:
+            return None
+        return [(it.audio, f"{it.cell} (bytes)" if isinstance(it.audio, (bytes, bytearray)) else f"{it.file} ({it.cell})")
+                for it in rows]
 
 
 def open_language(data, iso: str, fmt: str | None = None):
@@ -203,7 +212,7 @@ class Manifest:
                 name = f"{where} (audio bytes)"
             key = int(r["key"]) if numeric else order[str(r["key"])]
             split = r.get("split")
-            item = Item(key, name, str(r["text"]).strip(), audio, r.get("speaker"))
+            item = Item(key, name, str(r["text"]).strip(), audio, r.get("speaker"), cell=f"{where}: column audio")
             self.by_lang.setdefault(iso, []).append((None if split is None else str(split), item))
 
     def items(self, iso: str, split: str) -> list[Item]:
@@ -216,7 +225,7 @@ class Manifest:
             raise DataError(f"{self.path}: no rows of split {split} for {iso}")
         for item in kept:
             if isinstance(item.audio, Path) and not item.audio.is_file():
-                raise DataError(f"{item.audio}: missing audio file (manifest {self.path}, key {item.id}, {iso})")
+                raise DataError(f"{item.audio}: missing audio file ({item.cell}, key {item.id}, {iso})")
         return kept
 
 

@@ -113,6 +113,14 @@ class FleursLanguage:
         decoded = self.source.read(files)
         return [decoded[f] for f in files]
 
+    def audio_refs(self, rows: list[Utterance]) -> list[tuple[Path, str]] | None:
+        """Each row's audio file and how errors name it, for planning's header check; None for a packed archive
+        (read whole when extracted, and checked then)."""
+        if self.source.folder is None:
+            return None
+        return [(self.source.folder / r.file, f"{self.source.folder / r.file} (sentence id {r.id} in {self.tsv})")
+                for r in rows]
+
     def clips(self, ids: list[int]) -> list[Clip]:
         """Clips to decode later (where they are featurized), with their TSV sample counts for batching."""
         return [Clip(self.sentences[i].file, self.sentences[i].n_samples) for i in ids]
