@@ -5,6 +5,7 @@ whose shared variance joins the findings' tests (the report says which scheme wa
 from __future__ import annotations
 
 import contextlib
+import csv
 import html
 import io
 import json
@@ -235,3 +236,76 @@ def test_speaker_tests_are_calibrated_with_the_language_jackknife(shared_sd):
     assert full / seeds <= limit
     if shared_sd:
         assert languages_only / seeds > limit
+
+
+@pytest.mark.e2e
+def test_a_joint_audio_llm_with_the_lens_extracts_every_recording(tmp_path, demo_root):
+    """Qwen2-Audio (a joint adapter: one forward per (clip, transcript)) with the logit lens: with every recording,
+    text and speech are extracted as separate shards, the kept recordings' activations and lens records equal
+    those of one recording per key (batches of one), lens records included."""
+    from crossrep.extract import run_all
+    from crossrep.lensdata import dataset as lens_dataset
+    from crossrep.plan import create_store, units
+
+    stores = {}
+    for mode in ("one", "all"):
+        job = {"name": mode, "out": str(tmp_path / mode),
+               "data": {"root": str(demo_root), "languages": ["eng", "deu"], "crossmodal_sentences": 8,
+                        "crosslingual_sentences": 6, "utterances": mode},
+               "models": [{"name": "qwen", "adapter": "qwen2_audio", "checkpoint": "tiny"}],
+               "extract": {"batch_size": 1, "chunk_size": 4, "device": "cpu", "threads": 1, "feature_workers": 0},
+               "similarity": {"measures": ["svcca"], "jackknife": 2},
+               "analysis": {"lens": {"models": ["qwen"], "points": ["out"], "k": 3}},
+               "executor": {"kind": "debug"}}
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump(job))
+        job = load_job(path)
+        assert len(units(job, list(range(4)))) == (2 if mode == "one" else 4)
+        with contextlib.redirect_stderr(io.StringIO()):
+            create_store(job, progress=False)
+            run_all(job, progress=False)
+        stores[mode] = ActivationStore(job.out)
+    one, every = stores["one"], stores["all"]
+    plan = every.model("qwen")
+    for lang in ("eng", "deu"):
+        key = ShardKey("qwen", "speech", lang)
+        assert len(every.ids(key)) > len(plan.shard_ids[lang])
+        for point in (*every.points(key), "lens_out", "lenstop_out"):
+            assert np.array_equal(every.read(key, point, list(plan.shard_ids[lang])), one.read(key, point)), point
+        text = ShardKey("qwen", "text", lang)
+        for point in every.points(text):
+            assert np.array_equal(every.read(text, point), one.read(text, point))
+    a, b = lens_dataset(one, "qwen"), lens_dataset(every, "qwen")
+    assert a.equals(b)
+
+
+def test_a_manifest_s_speakers_are_planned_and_summarised(tmp_path, demo_root, make_job):
+    """A manifest with a speaker column (two readers; every 5th key read by both): with every recording the plan
+    records each row's key, file and speaker, the kept one first, and `crossrep plan`'s summary counts them."""
+    import corpora
+    from crossrep.plan import corpus_summary, store_plan
+
+    manifest = corpora.to_manifest(demo_root, tmp_path / "m" / "corpus.csv", ["eng", "deu", "fra", "khm"])
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    seen: dict = {}
+    for cells in rows[1:]:
+        seen[cells[0], cells[1]] = seen.get((cells[0], cells[1]), 0) + 1
+        cells[4] = f"{cells[1]}-reader{seen[cells[0], cells[1]]}"
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    job = load_job(make_job("plan", **{"data.root": str(manifest), "data.format": "manifest",
+                                       "data.utterances": "all"}))
+    with contextlib.redirect_stderr(io.StringIO()):
+        plan = store_plan(job, progress=False).model("seamless")
+    rows = plan.recordings["eng"]
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert {r[0] for r in rows} == set(plan.shard_ids["eng"]) and len(rows) > len(plan.shard_ids["eng"])
+    assert {r[2] for r in rows} == {"eng-reader1", "eng-reader2"}
+    kept = crossrep.data.corpus.open_language(job.data, "eng").sentences
+    firsts = {}
+    for sid, f, _ in rows:
+        firsts.setdefault(sid, f)
+    assert all(kept[sid].file == f for sid, f in firsts.items())  # the kept recording leads its key's rows
+    summary = "\n".join(corpus_summary(job))
+    assert "recordings, 2 speakers" in summary
