@@ -99,9 +99,12 @@ def parser() -> argparse.ArgumentParser:
     _job_args(p)
 
     p = sub.add_parser("plan", help="create the activation store and list the shards",
-                       description="Read the data's TSVs and the models' configs, create "
-                                   "<out>/activations.zarr with every shard group, and print the shard table "
-                                   "(index, model, modality, language). Run it once before `extract --shard`.")
+                       description="Read the corpus (its TSVs, parquet or manifest) and the models' configs, read "
+                                   "the header of every clip the shards will extract (a bad clip stops here, "
+                                   "named, before anything is written), create <out>/activations.zarr with every "
+                                   "shard group, and print per language its keys (and with data.utterances: all "
+                                   "its recordings and speakers) and the shard table (index, model, modality, "
+                                   "language). Run it once before `extract --shard`.")
     _job_args(p)
 
     p = sub.add_parser("extract", help="extract activations in this process",
