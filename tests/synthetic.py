@@ -173,7 +173,7 @@ class MemoryStore:
         return self.arrays[key.modality, key.lang, point]
 
 
-def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, seed: int = 0):
+def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, seed: int = 0, speakers: int = 0):
     """The job keys `results.model_dataset` reads, for one simulated model, on one thread."""
     from types import SimpleNamespace
 
@@ -182,9 +182,9 @@ def cal_job(measures=("svcca",), permutations: int = 4, jackknife: int = 10, see
     sim = SimilarityConfig(measures=tuple(MeasureSpec(m) for m in measures), knn=5, variance=0.9, variance_mode="singular", epsilon=1e-10,
                            baseline_repeats=1, seed=seed, backend="numpy", scheduler="threads", workers=1,
                            families=("crossmodal", "text", "speech"), permutations=permutations,
-                           bootstrap=0, jackknife=jackknife, speakers=0)
+                           bootstrap=0, jackknife=jackknife, speakers=speakers)
     return SimpleNamespace(similarity=sim, analysis=SimpleNamespace(language_bootstrap=200, seed=seed),
-                           data=SimpleNamespace(levels={}, utterances="one"),
+                           data=SimpleNamespace(levels={}, utterances="all" if speakers else "one"),
                            models=[SimpleNamespace(name="sim")], out=None,
                            retrieval=RetrievalConfig(scorings=(), k=4, center=False, bootstrap=0),  # findings only
                            probes=ProbesConfig(enabled=False, folds=5, permutations=2, bootstrap=0, c=1.0))
@@ -199,3 +199,38 @@ def simulate(scenario, seed: int, strength: float = 1.0, corresponding: bool = T
     store = MemoryStore(plan, scenario, seed, strength, corresponding)
     ds = results.model_dataset(cal_job(measures, permutations, jackknife, seed), store, "sim")
     return ds, cal_sharing(plan, seed)
+
+
+class SpeakerStore(MemoryStore):
+    """MemoryStore whose speech shards hold every recording: each language has two readers, every key is read by
+    one of them and every other key by both; a recording is its key's speech row plus its reader's voice (a
+    latent of the reader, the same for all the reader's recordings, weight `voice`) plus its own noise. The kept
+    recording (the first row of a key) is a random reader, as planning draws it. Text gets the same structure
+    from two styles, one per key at random, so that both modalities stay alike (finding 4's null)."""
+
+    def __init__(self, plan, scenario, seed: int, voice: float = 0.5, **kw):
+        super().__init__(plan, scenario, seed, **kw)
+        self.token = self.token + ("speakers", voice)
+        n = len(plan.crosslingual_ids)
+        self.rows = {}
+        for lang in plan.languages:
+            g = _rng(seed, "readers", lang)
+            first = g.integers(0, 2, n)  # who reads each key (and is kept where both read it)
+            readers = [[int(first[k])] + ([1 - int(first[k])] if k % 2 == 0 else []) for k in range(n)]
+            self.rows[lang] = (np.repeat(np.arange(n), [len(r) for r in readers]),
+                               np.concatenate([np.array(r) for r in readers]))
+            style = g.integers(0, 2, n)
+            for modality, points in plan.points.items():
+                keys, who = self.rows[lang] if modality == "speech" else (np.arange(n), style)
+                for p in points:
+                    x = self.arrays[modality, lang, p.name].astype(np.float64)
+                    a = _rng(seed, "voice", lang, modality, p.name)
+                    voices = a.standard_normal((2, RANK)) @ a.standard_normal((RANK, p.width)) / np.sqrt(RANK)
+                    own = a.standard_normal((len(keys), p.width)) * 0.1
+                    self.arrays[modality, lang, p.name] = (x[keys] + np.sqrt(voice) * voices[who]
+                                                           + own).astype(np.float32)
+
+    def ids(self, key):
+        if key.modality == "speech":
+            return self.rows[key.lang][0].astype(np.int64)
+        return super().ids(key)
