@@ -80,6 +80,14 @@ def test_every_recording_is_a_row_with_its_speaker_and_the_kept_ones_equal_one(r
         assert np.array_equal(sa[name].values, sb[name].values, equal_nan=True)  # the scores of `one`
         assert results.var(name, results.Part.SPEAKERS) not in sa
     assert sb.attrs["utterances"] == "all" and sb.attrs["speakers"] == 3
+    import pandas as pd
+
+    table, means = pd.read_csv(every.out / "similarity.csv"), pd.read_csv(every.out / "means.csv")
+    tested = table[table.family.isin(["crossmodal", "text", "speech"])]  # the families the findings test
+    assert tested[["speakers_low", "speakers_high"]].notna().all().all()
+    assert (tested.speakers_low <= tested.speakers_high).all() and (tested.speakers_high > tested.speakers_low).any()
+    assert means[means.family == "crossmodal"][["speakers_low", "speakers_high"]].notna().all().all()
+    assert "speakers_low" not in pd.read_csv(one.out / "similarity.csv")
 
 
 @pytest.mark.e2e

@@ -333,8 +333,9 @@ def open_model(out: Path, model: str, load: bool = True) -> xr.Dataset:
 
 
 def write_tables(datasets: dict[str, xr.Dataset], out: Path) -> None:
-    """similarity.csv (one row per score: score, chance-adjusted score, null, p-value, bootstrap interval),
-    means.csv (means over languages with both intervals) and baseline.csv (the random baselines), every column
+    """similarity.csv (one row per score: score, chance-adjusted score, null, p-value, bootstrap interval, and
+    the range of the speaker redraws where computed), means.csv (means over languages with their intervals) and
+    baseline.csv (the random baselines), every column
     taken from the variables' layouts."""
     rows, means, base = [], [], []
     for model, ds in datasets.items():
@@ -357,9 +358,10 @@ def _score_rows(ds: xr.Dataset, model: str, name: str, info: dict) -> pd.DataFra
     v = view(ds, name)
     parts = {"score": v.score, "adjusted": v.adjusted, "null_mean": v.null_mean, "null_std": v.null_std,
              "p_value": v.p}
-    if v.boot is not None:
-        ci = xr.DataArray(stats.interval(v.boot.transpose("boot", ...).values, LEVEL), dims=v.score.dims + ("bound",))
-        parts |= {"boot_low": ci.isel(bound=0), "boot_high": ci.isel(bound=1)}
+    for reps, dim, label in ((v.boot, "boot", "boot"), (v.speakers, "draw", "speakers")):
+        if reps is not None:
+            ci = xr.DataArray(stats.interval(reps.transpose(dim, ...).values, LEVEL), dims=v.score.dims + ("bound",))
+            parts |= {f"{label}_low": ci.isel(bound=0), f"{label}_high": ci.isel(bound=1)}
     frame = xr.Dataset(parts).to_dataframe().reset_index()
     dims = info["dims"]
     if info["symmetric"]:
@@ -367,8 +369,8 @@ def _score_rows(ds: xr.Dataset, model: str, name: str, info: dict) -> pd.DataFra
         frame = frame[frame[dims[-2]].map(order) < frame[dims[-1]].map(order)]
     frame = frame[np.isfinite(frame["score"])]
     cols = {c: frame[src].values for c, src in info["columns"].items()}
-    keep = ["score", "adjusted", "null_mean", "null_std", "p_value"] + (["boot_low", "boot_high"]
-                                                                        if "boot_low" in frame else [])
+    keep = ["score", "adjusted", "null_mean", "null_std", "p_value"] + [
+        f"{label}_{end}" for label in ("boot", "speakers") for end in ("low", "high") if f"{label}_low" in frame]
     return pd.DataFrame({"model": model, "model_b": info["model_b"] or model, "measure": frame["measure"].values,
                          "family": name, **cols, **{k: frame[k].values for k in keep}})
 
@@ -376,7 +378,7 @@ def _score_rows(ds: xr.Dataset, model: str, name: str, info: dict) -> pd.DataFra
 def _mean_rows(ds: xr.Dataset, model: str, name: str) -> pd.DataFrame:
     v = view(ds, name)
     parts = {"mean": v.mean}
-    for source, ci in (("sentences", v.ci_sentences), ("languages", v.ci_languages)):
+    for source, ci in (("sentences", v.ci_sentences), ("languages", v.ci_languages), ("speakers", v.ci_speakers)):
         if ci is not None:
             parts |= {f"{source}_low": ci.isel(bound=0, drop=True), f"{source}_high": ci.isel(bound=1, drop=True)}
     frame = xr.Dataset(parts).to_dataframe().reset_index()
