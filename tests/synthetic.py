@@ -113,6 +113,19 @@ def null_weights(lang, level, modality, point, strength=0.0):
     return {"z": 0.3, "m": 0.15, "l": 0.15}
 
 
+def shared_sentences(lang, level, modality, point, strength=0.0):
+    """Finding 4's null with a strong component shared by every language of a modality on each sentence: text and
+    speech equally aligned across languages, and all text-minus-speech differences of a sample moving together."""
+    return {"z": 0.1, "m": 0.6, "l": 0.1}
+
+
+def finding4_plan():
+    """A small plan for finding 4's calibration: 8 languages, 24 sentences, two layers in each modality."""
+    layers = (("1", "layer", 1.0), ("2", "layer", 2.0))
+    return cal_plan(n=24, width=12, languages=["eng", "deu", "fra", "cmn", "hin", "rus", "amh", "bul"],
+                    text=layers, speech=layers, pairs=(("1", "1", "1"), ("2", "2", "2")))
+
+
 def planted_weights(lang, level, modality, point, strength=1.0):
     """Every finding planted, scaled by `strength`: the weights move from `null_weights` (0) to those of
     `planted` (1, the suite's planted run: meaning weight a, language weight b, no modality-shared component)."""

@@ -142,12 +142,7 @@ def test_finding4_is_calibrated_under_shared_sentence_components_and_fails_witho
     language variance alone exceeds it (so this test fails when the sentences are left out)."""
     import synthetic
 
-    def shared(lang, level, modality, point, strength=0.0):
-        return {"z": 0.1, "m": 0.6, "l": 0.1}
-
-    layers = (("1", "layer", 1.0), ("2", "layer", 2.0))
-    plan = synthetic.cal_plan(n=24, width=12, languages=["eng", "deu", "fra", "cmn", "hin", "rus", "amh", "bul"],
-                              text=layers, speech=layers, pairs=(("1", "1", "1"), ("2", "2", "2")))
+    shared, plan = synthetic.shared_sentences, synthetic.finding4_plan()
     alpha, seeds = 0.05, 100
     full = languages_only = 0
     for seed in range(seeds):

@@ -327,12 +327,7 @@ def test_finding4_with_speaker_redraws_is_calibrated_through_the_reduction():
     simulations, the speaker part is measured in every test, and the redraws move the cells."""
     import synthetic
 
-    def shared(lang, level, modality, point, strength=0.0):
-        return {"z": 0.1, "m": 0.6, "l": 0.1}
-
-    layers = (("1", "layer", 1.0), ("2", "layer", 2.0))
-    plan = synthetic.cal_plan(n=24, width=12, languages=["eng", "deu", "fra", "cmn", "hin", "rus", "amh", "bul"],
-                              text=layers, speech=layers, pairs=(("1", "1", "1"), ("2", "2", "2")))
+    shared, plan = synthetic.shared_sentences, synthetic.finding4_plan()
     alpha, seeds = 0.05, 100
     false = 0
     spread = []
