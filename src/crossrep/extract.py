@@ -292,8 +292,8 @@ class Extractor:
                 bad = ~np.isfinite(v).all(axis=1)
                 if bad.any():
                     raise ModelError(f"{keys[m].key}: NaN or infinite activation at point {p!r} for "
-                                     f"{self.names[sids[int(np.argmax(bad))]]} (extract.dtype={self.job.extract.dtype}; or no "
-                                     f"valid position to pool over)")
+                                     f"{self.names[sids[int(np.argmax(bad))]]} (extract.dtype="
+                                     f"{self.job.extract.dtype}; or no valid position to pool over)")
                 dtype = np.int32 if p.startswith("lenstop_") else np.float32  # token ids of the logit lens
                 if p not in out[m]:
                     out[m][p] = np.empty((n, v.shape[1]), dtype=dtype)

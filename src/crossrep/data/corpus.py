@@ -99,8 +99,8 @@ class CorpusLanguage:
         the audio sits in parquet or Arrow files (read a row group at a time when extracted, and checked then)."""
         if self.reader is not None:
             return None
-        return [(it.audio, f"{it.cell} (bytes)" if isinstance(it.audio, (bytes, bytearray)) else f"{it.file} ({it.cell})")
-                for it in rows]
+        return [(it.audio, f"{it.cell} (bytes)" if isinstance(it.audio, (bytes, bytearray))
+                 else f"{it.file} ({it.cell})") for it in rows]
 
 
 def open_language(data, iso: str, fmt: str | None = None):
