@@ -112,10 +112,10 @@ FINDINGS = (
 
 @dataclass(frozen=True)
 class Result:
-    """One finding for one model and measure: the statistic `value`, its standard error `se` (and its language
-    and sentence parts, and the speaker part with `similarity.speakers` redraws) with `df` degrees of freedom. [low, high] is the interval at `confidence` (clipped to
-    [-1, 1] for finding 5's r),
-    the level Holm's step-down used for this test; [raw_low, raw_high] the unadjusted 1 - alpha interval."""
+    """One finding for one model and measure: the statistic `value`, its standard error `se` (and its language,
+    sentence and, with `similarity.speakers` redraws, speaker parts) with `df` degrees of freedom. [low, high] is
+    the interval at `confidence` (clipped to [-1, 1] for finding 5's r), the level Holm's step-down used for this
+    test; [raw_low, raw_high] the unadjusted 1 - alpha interval."""
 
     finding: int
     model: str
@@ -438,14 +438,16 @@ def test_model(ds: xr.Dataset, model: str, adapter: str, sharing: xr.DataArray |
     out = []
     for measure in ds.measure.values:
         m = ds.sel(measure=measure)
-        cases = [finding1(m), finding2(m), finding3(m), finding4(m), finding5(m, sharing), finding6(m)]
+        cases = _cases(m, sharing)
         if "draw" in m.dims:  # the same statistics on each speaker redraw
-            spk = speaker_replicates(m)
-            redrawn = [finding1(spk), finding2(spk), finding3(spk), finding4(spk), finding5(spk, sharing),
-                       finding6(spk)]
-            cases = [replace(c, redraws=r.boot) if isinstance(c, Case) else c for c, r in zip(cases, redrawn)]
+            cases = [replace(c, redraws=r.boot) if isinstance(c, Case) else c
+                     for c, r in zip(cases, _cases(speaker_replicates(m), sharing))]
         out += [(model, adapter, f, str(measure), c) for f, c in zip(FINDINGS, cases)]
     return out
+
+
+def _cases(m: xr.Dataset, sharing: xr.DataArray | None) -> list:
+    return [finding1(m), finding2(m), finding3(m), finding4(m), finding5(m, sharing), finding6(m)]
 
 
 def speaker_replicates(ds: xr.Dataset) -> xr.Dataset:

@@ -69,15 +69,15 @@ def shard_point(source, model: str, modality: str, lang: str, point: str) -> tup
 def prepared(stored: tuple, sim: dict, measure: Measure, rep: list, ids: np.ndarray, resample: tuple | None):
     """One Dask task: a representation (the rows of `ids` of a stored shard point) prepared for a measure (for
     SVCCA its reduced basis), once for every pair it is in; `resample` ("boot", b): on the b-th sentence-bootstrap
-    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife; ("spk", s): each key's
+    resample; ("jack", g): without the g-th sentence group of the delete-a-group jackknife; ("speakers", s): each key's
     recording in the s-th speaker redraw (`data.utterances: all`) instead of its kept one. BLAS runs one thread
     per task: Dask's workers are the parallelism, and the small products run faster unthreaded."""
     with one_thread():
         xp = array_backend(sim["backend"])
         model, modality, point, lang = rep
         stored_ids, data = stored
-        rows = id_rows(stored_ids, ids, f"{model}/{modality}/{lang}")
-        if resample is not None and resample[0] == "spk":
+        rows = id_rows(stored_ids, ids, f"{model}/{modality}/{lang}")  # kept recordings; refuses ids not stored
+        if resample is not None and resample[0] == "speakers":
             rows = stats.recording_rows(stored_ids, ids, sim["seed"], lang, resample[1])
             resample = None
         x = data[rows]
@@ -177,7 +177,9 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
         keys = []
         for rep in block_reps:
             ids = np.array(rep.ids)
-            redraw = resample if resample is None or resample[0] != "spk" or rep.modality == "speech" else None
+            redraw = resample
+            if resample is not None and resample[0] == "speakers" and rep.modality == "text":
+                redraw = None  # text has one row per key: a speaker redraw reuses its main form
             key = ("prepared", measure, rep.model, rep.modality, rep.point, rep.lang, len(ids),
                    zlib.crc32(ids.tobytes()), _tag(redraw))  # the same representation on other sentence ids
             if key not in dsk:
@@ -185,7 +187,7 @@ def _tasks(job: Job, lays: list[Layout], widths: dict, source) -> tuple[dict, di
                 if stored not in dsk:
                     dsk[stored] = (shard_point, source, rep.model, rep.modality, rep.lang, rep.point)
                 dsk[key] = (prepared, stored, sim, objects[measure], [rep.model, rep.modality, rep.point, rep.lang], ids,
-                            redraw)  # text has one row per key: a speaker redraw reuses its main form
+                            redraw)
             keys.append(key)
         return keys
 
@@ -226,14 +228,14 @@ def _replicates(job: Job, lay: Layout) -> tuple[tuple[str, int], ...]:
     jackknife and the speaker redraws for those the findings test."""
     sim = job.similarity
     return (("boot", sim.bootstrap), ("jack", sim.jackknife if lay.resampled else 0),
-            ("spk", sim.speakers if lay.resampled else 0))
+            ("speakers", sim.speakers if lay.resampled else 0))
 
 
 @dataclass(frozen=True)
 class Reduced:
     """One model's numbers, per layout (Dataset variable), before crossrep.results names and stores them. Each
     array of `arrays[layout]` has the measures first: `score` (measure, *dims), `null` (measure, *dims, K),
-    and where computed `boot` (measure, B, *dims), `jack` (measure, G, *dims), `spk` (measure, S, *dims),
+    and where computed `boot` (measure, B, *dims), `jack` (measure, G, *dims), `speakers` (measure, S, *dims),
     `baseline` (measure, blocks, repeat)."""
 
     plan: ModelPlan

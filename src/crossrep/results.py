@@ -123,10 +123,9 @@ def dataset(job: Job, reduced: Reduced) -> xr.Dataset:
             data[var(lay.name, Part.P)] = (dims, np.where(np.isfinite(score),
                                                           stats.add_one_p(null, score, axis=-1), np.nan))
             data[var(lay.name, Part.ADJUSTED)] = (dims, (score - mu) / (1.0 - mu))
-        for part, key, dim in ((Part.BOOT, "boot", "boot"), (Part.JACK, "jack", "group"),
-                               (Part.SPEAKERS, "spk", "draw")):
-            if key in a:
-                data[var(lay.name, part)] = (("measure", dim) + lay.dims, a[key])
+        for part, dim in ((Part.BOOT, "boot"), (Part.JACK, "group"), (Part.SPEAKERS, "draw")):
+            if part.value in a:
+                data[var(lay.name, part)] = (("measure", dim) + lay.dims, a[part.value])
         if "baseline" in a:
             data[var(lay.name, Part.BASELINE)] = (("measure", lay.dims[0], "repeat"), a["baseline"])
         for name, value in lay.coords.items():
@@ -170,14 +169,10 @@ def _add_means(ds: xr.Dataset, lays, job: Job) -> None:
         v = ds[lay.name]
         ds[var(lay.name, Part.MEAN)] = v.mean(lay.language_dims, skipna=True)
         keep = [d for d in v.dims if d not in lay.language_dims]
-        boot = var(lay.name, Part.BOOT)
-        if boot in ds:
-            boots = ds[boot].mean(lay.language_dims, skipna=True).transpose("boot", *keep).values
-            ds[var(lay.name, Part.CI_SENTENCES)] = (tuple(keep) + ("bound",), stats.interval(boots, LEVEL))
-        redraws = var(lay.name, Part.SPEAKERS)
-        if redraws in ds:
-            means = ds[redraws].mean(lay.language_dims, skipna=True).transpose("draw", *keep).values
-            ds[var(lay.name, Part.CI_SPEAKERS)] = (tuple(keep) + ("bound",), stats.interval(means, LEVEL))
+        for part, dim, ci in ((Part.BOOT, "boot", Part.CI_SENTENCES), (Part.SPEAKERS, "draw", Part.CI_SPEAKERS)):
+            if var(lay.name, part) in ds:
+                means = ds[var(lay.name, part)].mean(lay.language_dims, skipna=True).transpose(dim, *keep).values
+                ds[var(lay.name, ci)] = (tuple(keep) + ("bound",), stats.interval(means, LEVEL))
         values = v.transpose(*keep, *lay.language_dims).values
         draws = stats.language_indices(v.sizes[lay.language_dims[0]], count, seed, lay.name)
         reps = stats.resampled_means(values, len(lay.language_dims) == 2, draws)

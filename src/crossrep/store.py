@@ -494,7 +494,7 @@ def _create_shard(root: zarr.Group, m: ModelPlan, key: ShardKey, chunk_size: int
         for column, name in ((1, "recording"), (2, "speaker")):
             if name not in g:
                 arr = g.create_array(name, shape=(n,), dtype=str, chunks=(n,), dimension_names=["sentence"])
-                arr[:] = np.array([r[column] for r in m.recordings[key.lang]], dtype=object).astype(str)
+                arr[:] = np.array([r[column] for r in m.recordings[key.lang]])
     for p in m.points[key.modality]:
         if p.name in g:
             continue
